@@ -1,0 +1,44 @@
+# Two commands a learner needs: `make lab` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard exercises/solutions/*.ipynb)
+# JupyterLab refuses to run as root unless told; add the flag only when needed.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test lint unit nbval notebooks verify clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) notebooks/00_welcome_and_setup.ipynb
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n auto --dist loadscope
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -n auto --dist loadscope tests
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest -n auto --dist loadscope notebooks exercises/solutions
+
+notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.kernel_name=python3 \
+		--ExecutePreprocessor.record_timing=False \
+		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+
+verify: $(STAMP)
+	$(BIN)/python -m helpers.verify
+
+clean:
+	rm -rf $(VENV) build *.egg-info
