@@ -11,9 +11,9 @@ the same random cotangent) are compared in a row of their own.
 
 The result is a `VerificationTable`: one row per (check, device, dtype) with the largest absolute
 and relative error, the tolerance and the verdict. It renders as HTML in a notebook and as aligned
-text in a terminal. Any failed row raises `VerificationError` (an `AssertionError`) naming the check,
-device, dtype and worst element, so a notebook cell fails under nbval. Devices this machine lacks
-appear as "skipped: no CUDA" rows, never as passes.
+text in a terminal. Any failed row raises `VerificationError` (an `AssertionError`) naming the
+check, device, dtype and worst element, so a notebook cell fails under nbval. Devices this machine
+lacks appear as "skipped: no CUDA" rows, never as passes.
 
 Modules register their checks with `register`; `python -m helpers.verify` runs them all.
 """
@@ -89,9 +89,10 @@ def dtype_name(dtype: torch.dtype) -> str:
 class Check:
     """One claim "ours equals reference", to be proved on every device and dtype.
 
-    `inputs(generator)` returns the arguments, built on the CPU in float64 from `generator` (a seeded
-    `torch.Generator`): a tuple of positional arguments, or a dict of keyword arguments. For each
-    row, floating-point tensors are cast to the row's dtype, and every tensor moves to its device.
+    `inputs(generator)` returns the arguments, built on the CPU in float64 from `generator` (a
+    seeded `torch.Generator`): a tuple of positional arguments, or a dict of keyword arguments.
+    For each row, floating-point tensors are cast to the row's dtype, and every tensor moves to its
+    device.
     `tolerances` overrides `TOLERANCES` per dtype. With `grad=True` the gradients with respect to
     every floating-point input are compared as well.
     """
@@ -330,7 +331,8 @@ def _compare(ours, reference, tolerance: Tolerance) -> tuple[float, float, str]:
         max_abs = max(max_abs, diff.max().item())
         max_rel = max(max_rel, rel.max().item())
         ratio = diff / tol.allowed(torch.where(same_special, 0.0, b))
-        ratio = torch.where(diff == 0, 0.0, ratio)  # 0/0 under an exact tolerance
+        special = ~same_special & (a.isnan() | b.isnan() | a.isinf() | b.isinf())
+        ratio = torch.where(special, math.inf, torch.where(diff == 0, 0.0, ratio))
         index = int(ratio.flatten().argmax())
         if ratio.flatten()[index] > worst_ratio:
             worst_ratio = ratio.flatten()[index].item()
@@ -417,7 +419,7 @@ def _run_on(check: Check, device: torch.device, dtype: torch.dtype) -> list[Row]
 def _device_types(devices: Iterable[str] | None) -> list[str]:
     if devices is None:
         return list(DEVICE_TYPES)
-    chosen = [torch.device(d).type for d in devices]
+    chosen = [str(d).split(":")[0] for d in devices]
     unknown = [d for d in chosen if d not in DEVICE_TYPES]
     if unknown:
         raise ValueError(f"expected devices among {DEVICE_TYPES}, but got {unknown}")
@@ -431,9 +433,10 @@ def run_checks(checks: Iterable[Check], *, devices: Iterable[str] | None = None,
     Devices the machine lacks give "skipped: no CUDA"-style rows.
     """
     wanted = None if dtypes is None else {as_dtype(d) for d in dtypes}
+    device_types = _device_types(devices)
     rows = []
     for check in checks:
-        for device_type in _device_types(devices):
+        for device_type in device_types:
             if not is_available(device_type):
                 rows.append(Row(check.name, device_type, "all",
                                 f"skipped: no {DEVICE_LABELS[device_type]}"))
