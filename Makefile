@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) notebooks/00_welcome_and_setup.ipynb
+	$(BIN)/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) \
+		--LabApp.default_url=/lab/tree/notebooks/00_welcome_and_setup.ipynb
 
 test: $(STAMP)
 	$(BIN)/ruff check .

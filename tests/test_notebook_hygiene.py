@@ -1,0 +1,107 @@
+"""Every stored notebook is executed in order, clean, small, and honest about what nbval skips."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("exercises/solutions/*.ipynb")])
+MAX_OUTPUT_BYTES = 500_000
+SKIP_MARKERS = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP")
+SKIP_TAGS = ("nbval-ignore-output", "nbval-skip")
+
+
+def code_cells(path):
+    notebook = json.loads(path.read_text())
+    return notebook, [c for c in notebook["cells"] if c["cell_type"] == "code"
+                      and "".join(c["source"]).strip()]
+
+
+def tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def names(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_there_are_notebooks():
+    assert ROOT.joinpath("notebooks/00_welcome_and_setup.ipynb") in EXECUTED
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+def test_executed_in_order_top_to_bottom(path):
+    _, cells = code_cells(path)
+    counts = [c["execution_count"] for c in cells]
+    assert None not in counts, f"{counts.count(None)} code cells were never run: make notebooks"
+    assert counts == list(range(1, len(cells) + 1)), (
+        f"execution counts {counts} are not 1..{len(cells)}: run it top to bottom (make notebooks)")
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+def test_errors_only_where_expected(path):
+    _, cells = code_cells(path)
+    for number, cell in enumerate(cells, 1):
+        raised = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        expected = "raises-exception" in tags(cell) or "nbval-raises-exception" in tags(cell)
+        assert not raised or expected, (
+            f"code cell {number} stores an error ({raised[0]['ename']}) but is not tagged "
+            "raises-exception")
+        if expected:
+            assert raised, f"code cell {number} is tagged raises-exception but raised nothing"
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+def test_kernel_is_python3(path):
+    notebook, _ = code_cells(path)
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+def test_outputs_are_small(path):
+    _, cells = code_cells(path)
+    for number, cell in enumerate(cells, 1):
+        size = len(json.dumps(cell["outputs"]))
+        assert size <= MAX_OUTPUT_BYTES, f"code cell {number} stores {size} bytes of output"
+
+
+def has_reason(source):
+    """A comment besides the nbval marker itself."""
+    comments = [line.strip().lstrip("#").strip() for line in source.splitlines()
+                if line.strip().startswith("#")]
+    return any(c and c not in SKIP_MARKERS for c in comments)
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+def test_every_skipped_comparison_says_why(path):
+    _, cells = code_cells(path)
+    for number, cell in enumerate(cells, 1):
+        source = "".join(cell["source"])
+        skips = any(t in tags(cell) for t in SKIP_TAGS) or any(m in source for m in SKIP_MARKERS)
+        assert not skips or has_reason(source), (
+            f"code cell {number} is excluded from nbval comparison without a comment saying why")
+
+
+def test_the_reason_check_can_fail():
+    assert not has_reason("# NBVAL_IGNORE_OUTPUT\nprint(1)")
+    assert has_reason("# NBVAL_IGNORE_OUTPUT\n# timings vary\nprint(1)")
+
+
+def test_readme_course_map_links_every_notebook_and_exercise():
+    readme = ROOT.joinpath("README.md").read_text()
+    linked = set(re.findall(r"\]\(([^)]+\.ipynb)\)", readme))
+    stored = {str(p.relative_to(ROOT)) for p in ROOT.glob("notebooks/*.ipynb")}
+    stored |= {str(p.relative_to(ROOT)) for p in ROOT.glob("exercises/*.ipynb")}
+    assert stored <= linked, f"not in the README's course map: {sorted(stored - linked)}"
+    assert all(ROOT.joinpath(link).exists() for link in linked), "the README links a missing file"
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+def test_links_between_notebooks_resolve(path):
+    notebook, _ = code_cells(path)
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "markdown":
+            for link in re.findall(r"\]\(([^)#:]+\.ipynb)", "".join(cell["source"])):
+                assert (path.parent / link).exists(), f"{path.name} links to missing {link}"
