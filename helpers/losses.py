@@ -1,11 +1,306 @@
-"""Loss functions written by hand, with the signatures and defaults of `torch.nn.functional`."""
+r"""Loss functions written by hand, with the signatures, defaults and semantics of
+`torch.nn.functional`.
+
+Notation (chapters 01 and 02): $x$ is the input (predictions or logits), $y$ the target, $N$ the
+number of elements or samples, $C$ the number of classes, $p = \operatorname{softmax}(x)$.
+
+Deliberate difference from torch: where torch only warns and broadcasts (an MSE target of shape
+(N, 1) against an input of shape (N,)), we refuse with a `ValueError` that explains.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from helpers.verify import Check, register
+from helpers.verify import Check, Tolerance, register
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+# --------------------------------------------------------------------------------------------
+# Checking arguments: errors that say what was expected and what came
+# --------------------------------------------------------------------------------------------
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"expected reduction to be one of {REDUCTIONS}, but got {reduction!r}")
+
+
+def _check_floating(name: str, tensor) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"expected {name} to be a torch.Tensor, but got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"expected {name} of a floating dtype, but got {tensor.dtype}")
+
+
+def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
+    return tuple(tensor.shape)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half-precision inputs are computed in float32 and rounded back, as torch's kernels do."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """'none' keeps every element, 'sum' adds them, 'mean' divides the sum by their number."""
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Mean squared error (chapter 01)
+# --------------------------------------------------------------------------------------------
+
+
+def mse_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    r"""Mean squared error, as `torch.nn.functional.mse_loss`.
+
+    .. math::
+        \ell_i = (x_i - y_i)^2, \qquad
+        \text{mean: } \frac{1}{N}\sum_{i=1}^{N} \ell_i, \qquad \text{sum: } \sum_{i=1}^{N} \ell_i
+
+    Input and target must have the same shape. Note: torch only warns when they differ and then
+    broadcasts, so that an input of shape (N,) and a target of shape (N, 1) silently give the mean
+    over an (N, N) matrix of every prediction against every target; we raise instead. Mixed
+    floating dtypes are promoted, as in torch.
+    """
+    _check_floating("input", input)
+    _check_floating("target", target)
+    _check_reduction(reduction)
+    if input.shape != target.shape:
+        raise ValueError(
+            f"expected target of the input's shape {_shape(input)}, but got {_shape(target)}; "
+            "torch would broadcast the two (an (N,) input against an (N, 1) target becomes an "
+            "(N, N) loss): reshape one of them")
+    return _reduce((input - target) ** 2, reduction)
+
+
+def mse_loss_grad(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
+                  grad_output: torch.Tensor | None = None) -> torch.Tensor:
+    r"""The gradient of `mse_loss` with respect to its input, derived by hand.
+
+    .. math::
+        \frac{\partial}{\partial x_i}\,\frac{1}{N}\sum_j (x_j - y_j)^2 = \frac{2}{N}(x_i - y_i)
+
+    (without the $1/N$ for 'sum'; for 'none' each $\ell_i$ depends on $x_i$ alone). The result is
+    multiplied by `grad_output`, the gradient arriving from above (1 by default; for 'none' a
+    tensor of the input's shape).
+    """
+    mse_loss(input, target, reduction)  # the same checks as the loss itself
+    grad = 2 * (input - target)
+    if reduction == "mean":
+        grad = grad / input.numel()
+    return grad if grad_output is None else grad * grad_output
+
+
+# --------------------------------------------------------------------------------------------
+# Softmax and log-softmax (chapter 02)
+# --------------------------------------------------------------------------------------------
+
+
+def _stable_max(input: torch.Tensor, dim: int) -> torch.Tensor:
+    """The row maximum to subtract, as a constant; 0 where it is not finite (rows of -inf)."""
+    m = input.detach().amax(dim=dim, keepdim=True)
+    return torch.where(m.isfinite(), m, torch.zeros_like(m))
+
+
+def log_softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    r"""Log-softmax along `dim`, with the log-sum-exp trick, as `torch.nn.functional.log_softmax`.
+
+    .. math::
+        \log p_c = x_c - \log\sum_k e^{x_k} = (x_c - m) - \log\sum_k e^{x_k - m},
+        \qquad m = \max_k x_k
+
+    Subtracting $m$ changes nothing mathematically, but the largest exponent becomes $e^0 = 1$:
+    nothing overflows, and the sum is at least 1, so its log is finite. Note: torch also accepts
+    `dim=None` (with a deprecation warning and a guess of the dimension); we require it.
+    """
+    _check_floating("input", input)
+    dtype = dtype or input.dtype
+    x = input.to(_compute_dtype(dtype))
+    shifted = x - _stable_max(x, dim)
+    return (shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))).to(dtype)
+
+
+def softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    r"""Softmax along `dim`, shifted by the maximum, as `torch.nn.functional.softmax`.
+
+    .. math::
+        p_c = \frac{e^{x_c}}{\sum_k e^{x_k}} = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}},
+        \qquad m = \max_k x_k
+    """
+    _check_floating("input", input)
+    dtype = dtype or input.dtype
+    x = input.to(_compute_dtype(dtype))
+    exps = torch.exp(x - _stable_max(x, dim))
+    return (exps / exps.sum(dim=dim, keepdim=True)).to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-entropy (chapter 02)
+# --------------------------------------------------------------------------------------------
+
+
+def _is_probability_target(input: torch.Tensor, target: torch.Tensor) -> bool:
+    """torch's rule: a floating target of the input's own shape holds class probabilities."""
+    return target.is_floating_point() and target.shape == input.shape
+
+
+def _check_cross_entropy(input, target, weight, ignore_index, reduction,
+                         label_smoothing) -> int:
+    """Every argument of `cross_entropy` checked; returns the class dimension."""
+    _check_floating("input", input)
+    _check_reduction(reduction)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"expected target to be a torch.Tensor, but got {type(target).__name__}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"expected label_smoothing in [0, 1], but got {label_smoothing}")
+    if input.dim() == 0:
+        raise ValueError("expected input logits of shape (C,), (N, C) or (N, C, d1, ...), but "
+                         "got a scalar")
+    class_dim = 0 if input.dim() == 1 else 1
+    n_classes = input.shape[class_dim]
+    if weight is not None:
+        _check_floating("weight", weight)
+        if weight.shape != (n_classes,):
+            raise ValueError(f"expected weight of shape ({n_classes},), one per class, but got "
+                             f"{_shape(weight)}")
+        if weight.dtype != input.dtype:
+            raise TypeError(f"expected weight of the input's dtype {input.dtype}, but got "
+                            f"{weight.dtype}")
+    if _is_probability_target(input, target):
+        if ignore_index != -100:
+            raise ValueError("ignore_index applies to class-index targets only, but the target "
+                             "holds class probabilities")
+        return class_dim
+    index_shape = _shape(input)[:class_dim] + _shape(input)[class_dim + 1:]
+    if target.is_floating_point() or target.dtype == torch.bool or target.shape != index_shape:
+        raise (TypeError if target.shape == index_shape else ValueError)(
+            f"expected class indices of an integer dtype (torch.long) of shape {index_shape}, or "
+            f"class probabilities of the input's shape {_shape(input)}, but got {target.dtype} "
+            f"of shape {_shape(target)}")
+    used = target[target != ignore_index]
+    outside = used[(used < 0) | (used >= n_classes)]
+    if outside.numel():
+        raise ValueError(
+            f"expected class indices in [0, {n_classes - 1}] (or ignore_index={ignore_index}), "
+            f"but got {outside[0].item()}")
+    return class_dim
+
+
+def _along(tensor: torch.Tensor, class_dim: int, ndim: int) -> torch.Tensor:
+    """A per-class vector shaped to broadcast along the class dimension of an ndim tensor."""
+    return tensor.view((-1,) + (1,) * (ndim - class_dim - 1))
+
+
+def _target_distribution(input, target, weight, ignore_index, label_smoothing, class_dim,
+                         dtype) -> torch.Tensor:
+    r"""$w_c\,q_{n,c}$: the smoothed target distribution of every sample, times the class
+    weights; zero for ignored samples."""
+    n_classes = input.shape[class_dim]
+    if _is_probability_target(input, target):
+        q = (1 - label_smoothing) * target.to(dtype) + label_smoothing / n_classes
+    else:
+        kept = target != ignore_index
+        one_hot = F.one_hot(torch.where(kept, target, 0).long(), n_classes).to(dtype)
+        q = (1 - label_smoothing) * one_hot.movedim(-1, class_dim) + label_smoothing / n_classes
+        q = q * kept.unsqueeze(class_dim)
+    return q if weight is None else _along(weight.to(dtype), class_dim, input.dim()) * q
+
+
+def _mean_denominator(input, target, weight, ignore_index, class_dim, dtype) -> torch.Tensor:
+    """What 'mean' divides by: the number of samples for probability targets; for class indices
+    the total weight of the kept targets, sum_n w_{y_n} (their count when unweighted)."""
+    if _is_probability_target(input, target):
+        return torch.tensor(input.numel() / input.shape[class_dim], dtype=dtype)
+    kept = target != ignore_index
+    if weight is None:
+        return kept.sum().to(dtype)
+    return torch.where(kept, weight[torch.where(kept, target, 0).long()], 0).to(dtype).sum()
+
+
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    r"""Cross-entropy between logits and a target, as `torch.nn.functional.cross_entropy`.
+
+    `input` holds logits of shape (C,), (N, C) or (N, C, d1, ...). `target` holds either class
+    indices (an integer tensor of the input's shape without C) or class probabilities (a floating
+    tensor of the input's shape). With $\varepsilon$ = `label_smoothing` and class weights $w$
+    (all 1 by default), every sample compares $\log p = \operatorname{log\_softmax}(x)$ with a
+    smoothed target distribution $q$:
+
+    .. math::
+        \ell_n = -\sum_{c=1}^{C} w_c\, q_{n,c} \log p_{n,c}, \qquad
+        q_{n,c} = (1-\varepsilon)\, t_{n,c} + \frac{\varepsilon}{C},
+
+    where $t_n$ is the one-hot vector of class $y_n$, or the given probabilities. For class
+    indices, samples whose target is `ignore_index` contribute nothing, and 'mean' divides by
+    the total weight of the remaining targets, $\sum_n w_{y_n}$ (torch's normalisation; the
+    plain count when unweighted). For probability targets, 'mean' divides by the number of
+    samples, and `ignore_index` cannot be used.
+    """
+    class_dim = _check_cross_entropy(input, target, weight, ignore_index, reduction,
+                                     label_smoothing)
+    dtype = _compute_dtype(input.dtype)
+    log_p = log_softmax(input, dim=class_dim).to(dtype)
+    if weight is not None:
+        log_p = _along(weight.to(dtype), class_dim, input.dim()) * log_p  # w_c log p_c
+    if _is_probability_target(input, target):
+        q = (1 - label_smoothing) * target.to(dtype) + label_smoothing / input.shape[class_dim]
+        loss = -(q * log_p).sum(dim=class_dim)
+    else:  # pick -w_y log p_y with gather: a one-hot product would turn 0 * -inf into nan
+        kept = target != ignore_index
+        picked = torch.where(kept, target, 0).long().unsqueeze(class_dim)
+        loss = -(1 - label_smoothing) * log_p.gather(class_dim, picked).squeeze(class_dim)
+        if label_smoothing > 0:  # every class also gets eps / C of the target mass
+            loss = loss - label_smoothing / input.shape[class_dim] * log_p.sum(dim=class_dim)
+        loss = torch.where(kept, loss, torch.zeros_like(loss))
+    if reduction == "mean":
+        denominator = _mean_denominator(input, target, weight, ignore_index, class_dim, dtype)
+        return (loss.sum() / denominator).to(input.dtype)
+    return _reduce(loss, reduction).to(input.dtype)
+
+
+def cross_entropy_grad(input: torch.Tensor, target: torch.Tensor,
+                       weight: torch.Tensor | None = None, ignore_index: int = -100,
+                       reduction: str = "mean", label_smoothing: float = 0.0,
+                       grad_output: torch.Tensor | None = None) -> torch.Tensor:
+    r"""The gradient of `cross_entropy` with respect to the logits, derived by hand.
+
+    With $\tilde q_{n,c} = w_c q_{n,c}$ the weighted smoothed target of sample $n$ (zero for an
+    ignored sample) and $p_n = \operatorname{softmax}(x_n)$:
+
+    .. math::
+        \frac{\partial \ell_n}{\partial x_{n,k}} = p_{n,k} \sum_c \tilde q_{n,c} - \tilde q_{n,k}
+
+    which is the familiar $p - \text{one-hot}$ when there are no weights and no smoothing. 'sum'
+    adds the samples' gradients, 'mean' divides them by the same denominator as the loss, and the
+    result is multiplied by `grad_output` (for 'none', one value per sample).
+    """
+    class_dim = _check_cross_entropy(input, target, weight, ignore_index, reduction,
+                                     label_smoothing)
+    q = _target_distribution(input, target, weight, ignore_index, label_smoothing, class_dim,
+                             input.dtype)
+    grad = softmax(input, dim=class_dim) * q.sum(dim=class_dim, keepdim=True) - q
+    if reduction == "mean":
+        denominator = _mean_denominator(input, target, weight, ignore_index, class_dim,
+                                        input.dtype)
+        # every target ignored: the loss is 0/0 = nan, yet nothing pulls on the logits, and
+        # torch's gradient is 0, so the zero gradient is kept as it is
+        grad = grad / denominator if denominator != 0 else grad
+    if grad_output is not None:
+        grad = grad * (grad_output.unsqueeze(class_dim) if reduction == "none" else grad_output)
+    return grad
+
+
+# --------------------------------------------------------------------------------------------
+# Binary cross-entropy with logits (chapter 02)
+# --------------------------------------------------------------------------------------------
 
 
 def softplus(input: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
@@ -21,21 +316,164 @@ def softplus(input: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) ->
     that autograd gives the true derivative $\sigma(\beta x)$ at the kink $x = 0$ as well
     (`clamp` and `abs` would give 1 and 0 there).
     """
-    z = beta * input
+    z = beta * input.to(_compute_dtype(input.dtype))
     positive = z > 0
     exp_minus_abs = torch.exp(torch.where(positive, -z, z))  # e^{-|z|} <= 1: cannot overflow
     stable = (torch.where(positive, z, 0.0) + torch.log1p(exp_minus_abs)) / beta
-    return torch.where(z > threshold, input, stable)
+    return torch.where(z > threshold, input, stable.to(input.dtype))
 
 
-def _wide_inputs(generator: torch.Generator) -> tuple[torch.Tensor]:
+def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
+                                     weight: torch.Tensor | None = None, reduction: str = "mean",
+                                     pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Binary cross-entropy on logits, as `torch.nn.functional.binary_cross_entropy_with_logits`.
+
+    With $\sigma$ the sigmoid, $\log\sigma(x) = -\operatorname{softplus}(-x)$ and
+    $\log(1 - \sigma(x)) = -\operatorname{softplus}(x)$, so
+
+    .. math::
+        \ell_i = -w_i\bigl[p\,y_i \log\sigma(x_i) + (1 - y_i)\log(1 - \sigma(x_i))\bigr]
+               = w_i\bigl[p\,y_i\operatorname{softplus}(-x_i)
+                 + (1 - y_i)\operatorname{softplus}(x_i)\bigr]
+
+    never takes the log of a rounded probability. `weight` ($w$) broadcasts against the input;
+    `pos_weight` ($p$, one value per class, broadcast along the last dimension) scales the
+    positive term. 'mean' averages over every element.
+    """
+    _check_floating("input", input)
+    _check_floating("target", target)
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"expected target of the input's shape {_shape(input)}, but got "
+                         f"{_shape(target)}")
+    x, y = input, target.to(input.dtype)
+    positive_term = y * softplus(-x, threshold=float("inf"))  # -y log sigma(x)
+    if pos_weight is not None:
+        _check_broadcasts("pos_weight", pos_weight, input, f"e.g. shape ({input.shape[-1]},)")
+        positive_term = pos_weight * positive_term
+    loss = positive_term + (1 - y) * softplus(x, threshold=float("inf"))  # -(1-y) log(1-sigma)
+    if weight is not None:
+        _check_broadcasts("weight", weight, input, "e.g. the input's shape")
+        loss = weight * loss
+    return _reduce(loss, reduction)
+
+
+def _check_broadcasts(name: str, tensor, input: torch.Tensor, example: str) -> None:
+    """`tensor` must broadcast to the input's shape without enlarging it."""
+    _check_floating(name, tensor)
+    try:
+        fits = torch.broadcast_shapes(tensor.shape, input.shape) == input.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"expected {name} to broadcast to the input's shape {_shape(input)} "
+                         f"({example}), but got {_shape(tensor)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Checks run by `python -m helpers.verify` (the chapters show them as tables)
+# --------------------------------------------------------------------------------------------
+
+
+def _wide(generator: torch.Generator) -> tuple[torch.Tensor]:
     """Values from -40 to 40, both ends of softplus's threshold included."""
     x = 80 * torch.rand(1000, generator=generator, dtype=torch.float64) - 40
     return (torch.cat([x, torch.tensor([-40.0, -20.0, 0.0, 20.0, 40.0], dtype=torch.float64)]),)
 
 
-register(
-    Check("softplus", softplus, F.softplus, _wide_inputs, grad=True),
-    Check("softplus beta=2 threshold=5", lambda x: softplus(x, beta=2.0, threshold=5.0),
-          lambda x: F.softplus(x, beta=2.0, threshold=5.0), _wide_inputs, grad=True),
-)
+def _regression(generator: torch.Generator):
+    return (torch.randn(64, 3, generator=generator, dtype=torch.float64),
+            torch.randn(64, 3, generator=generator, dtype=torch.float64))
+
+
+def _logits_and_classes(generator: torch.Generator, ignored: bool = False):
+    logits = 3 * torch.randn(32, 5, generator=generator, dtype=torch.float64)
+    classes = torch.randint(0, 5, (32,), generator=generator)
+    if ignored:
+        classes[::4] = -100
+    return logits, classes
+
+
+def _logits_and_probabilities(generator: torch.Generator):
+    logits = 3 * torch.randn(16, 5, 4, generator=generator, dtype=torch.float64)
+    return logits, torch.softmax(torch.randn(16, 5, 4, generator=generator, dtype=torch.float64),
+                                 dim=1)
+
+
+def _binary(generator: torch.Generator):
+    return (4 * torch.randn(32, 3, generator=generator, dtype=torch.float64),
+            torch.rand(32, 3, generator=generator, dtype=torch.float64))
+
+
+_CLASS_WEIGHT = torch.tensor([0.5, 1.0, 2.0, 1.5, 0.25], dtype=torch.float64)
+_POS_WEIGHT = torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)
+HALF_IN_STEPS = {torch.float16: Tolerance(rtol=1e-2, atol=1e-3)}
+"""float16 tolerance for losses computed in several rounded steps (log-softmax, then a weighted
+sum): torch's fused kernels round at other points than our step-by-step code, and each float16
+rounding may move a value by 2**-11. About ten float16 ulps relative, one ulp of 1 absolute."""
+
+
+def _same_dtype(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return tensor.to(device=like.device, dtype=like.dtype)
+
+
+def loss_checks() -> list[Check]:
+    """Every loss, reduction and option against torch, gradients included."""
+    checks = [
+        Check("softplus", softplus, F.softplus, _wide, grad=True),
+        Check("softplus beta=2 threshold=5", lambda x: softplus(x, beta=2.0, threshold=5.0),
+              lambda x: F.softplus(x, beta=2.0, threshold=5.0), _wide, grad=True),
+        Check("softmax", lambda x: softmax(x, dim=1), lambda x: F.softmax(x, dim=1),
+              lambda g: _logits_and_classes(g)[:1], grad=True, tolerances=HALF_IN_STEPS),
+        Check("log_softmax", lambda x: log_softmax(x, dim=1), lambda x: F.log_softmax(x, dim=1),
+              lambda g: _logits_and_classes(g)[:1], grad=True, tolerances=HALF_IN_STEPS),
+    ]
+    for reduction in REDUCTIONS:
+        checks.append(Check(
+            f"mse_loss reduction={reduction}",
+            lambda x, y, r=reduction: mse_loss(x, y, reduction=r),
+            lambda x, y, r=reduction: F.mse_loss(x, y, reduction=r),
+            _regression, grad=True))
+        options = {"": {}, " weight": {"weight": _CLASS_WEIGHT},
+                   " label_smoothing=0.1": {"label_smoothing": 0.1},
+                   " weight label_smoothing=0.2": {"weight": _CLASS_WEIGHT,
+                                                   "label_smoothing": 0.2}}
+        for label, kwargs in options.items():
+            for ignored in (False, True):
+                name = (f"cross_entropy reduction={reduction}{label}"
+                        + (" ignore_index" if ignored else ""))
+                checks.append(Check(
+                    name, _with_options(cross_entropy, kwargs, reduction),
+                    _with_options(F.cross_entropy, kwargs, reduction),
+                    lambda g, i=ignored: _logits_and_classes(g, i), grad=True,
+                    tolerances=HALF_IN_STEPS))
+        for label, kwargs in {" probabilities": {},
+                              " probabilities weight label_smoothing=0.1": {
+                                  "weight": _CLASS_WEIGHT[:5], "label_smoothing": 0.1}}.items():
+            checks.append(Check(
+                f"cross_entropy reduction={reduction}{label}",
+                _with_options(cross_entropy, kwargs, reduction),
+                _with_options(F.cross_entropy, kwargs, reduction),
+                _logits_and_probabilities, grad=True, tolerances=HALF_IN_STEPS))
+        for label, kwargs in {"": {}, " weight pos_weight": {
+                "weight": _POS_WEIGHT.flip(0), "pos_weight": _POS_WEIGHT}}.items():
+            checks.append(Check(
+                f"binary_cross_entropy_with_logits reduction={reduction}{label}",
+                _with_options(binary_cross_entropy_with_logits, kwargs, reduction),
+                _with_options(F.binary_cross_entropy_with_logits, kwargs, reduction),
+                _binary, grad=True, tolerances=HALF_IN_STEPS))
+    return checks
+
+
+def _with_options(loss, options: dict, reduction: str):
+    """`loss(x, y, reduction=..., **options)` with the option tensors on x's device and dtype."""
+
+    def call(x, y):
+        placed = {k: _same_dtype(v, x) if isinstance(v, torch.Tensor) else v
+                  for k, v in options.items()}
+        return loss(x, y, reduction=reduction, **placed)
+
+    return call
+
+
+register(*loss_checks())
