@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard exercises/solutions/*.ipyn
 # JupyterLab refuses to run as root unless told; add the flag only when needed.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint unit nbval notebooks verify clean
+.PHONY: lab test lint unit nbval notebooks exercises verify clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ notebooks: $(STAMP)
 		--ExecutePreprocessor.kernel_name=python3 \
 		--ExecutePreprocessor.record_timing=False \
 		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+	$(BIN)/python -m helpers.exercises.student
+
+exercises: $(STAMP)
+	$(BIN)/python -m helpers.exercises.student
 
 verify: $(STAMP)
 	$(BIN)/python -m helpers.verify

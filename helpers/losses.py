@@ -4,8 +4,9 @@ r"""Loss functions written by hand, with the signatures, defaults and semantics 
 Notation (chapters 01 and 02): $x$ is the input (predictions or logits), $y$ the target, $N$ the
 number of elements or samples, $C$ the number of classes, $p = \operatorname{softmax}(x)$.
 
-Deliberate difference from torch: where torch only warns and broadcasts (an MSE target of shape
-(N, 1) against an input of shape (N,)), we refuse with a `ValueError` that explains.
+Deliberate difference from torch: `mse_loss` refuses input and target of different shapes with a
+`ValueError` that explains, where torch only warns and broadcasts (predictions of shape (N, 1)
+against targets of shape (N,) silently become an (N, N) loss). A scalar target is refused too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Half-precision inputs are computed in float32 and rounded back, as torch's kernels do."""
+    """Half-precision inputs of softmax, log-softmax, softplus and cross-entropy are computed in
+    float32 and rounded back, as torch's kernels for them do."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
@@ -74,7 +76,7 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean")
     if input.shape != target.shape:
         raise ValueError(
             f"expected target of the input's shape {_shape(input)}, but got {_shape(target)}; "
-            "torch would broadcast the two (an (N,) input against an (N, 1) target becomes an "
+            "torch would broadcast the two shapes against each other ((N, 1) and (N,) become an "
             "(N, N) loss): reshape one of them")
     return _reduce((input - target) ** 2, reduction)
 
@@ -103,9 +105,10 @@ def mse_loss_grad(input: torch.Tensor, target: torch.Tensor, reduction: str = "m
 
 
 def _stable_max(input: torch.Tensor, dim: int) -> torch.Tensor:
-    """The row maximum to subtract, as a constant; 0 where it is not finite (rows of -inf)."""
+    """The row maximum to subtract, as a constant; 0 for a row of -inf (whose result is nan
+    anyway), so that -inf - -inf does not appear. A row holding +inf gives nan, as in torch."""
     m = input.detach().amax(dim=dim, keepdim=True)
-    return torch.where(m.isfinite(), m, torch.zeros_like(m))
+    return torch.where(m == -torch.inf, torch.zeros_like(m), m)
 
 
 def log_softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -173,16 +176,16 @@ def _check_cross_entropy(input, target, weight, ignore_index, reduction,
             raise TypeError(f"expected weight of the input's dtype {input.dtype}, but got "
                             f"{weight.dtype}")
     if _is_probability_target(input, target):
-        if ignore_index != -100:
-            raise ValueError("ignore_index applies to class-index targets only, but the target "
-                             "holds class probabilities")
+        if ignore_index >= 0:
+            raise ValueError(f"ignore_index={ignore_index} applies to class-index targets only, "
+                             "but the target holds class probabilities")
         return class_dim
     index_shape = _shape(input)[:class_dim] + _shape(input)[class_dim + 1:]
-    if target.is_floating_point() or target.dtype == torch.bool or target.shape != index_shape:
+    if target.dtype not in (torch.int64, torch.uint8) or target.shape != index_shape:
         raise (TypeError if target.shape == index_shape else ValueError)(
-            f"expected class indices of an integer dtype (torch.long) of shape {index_shape}, or "
-            f"class probabilities of the input's shape {_shape(input)}, but got {target.dtype} "
-            f"of shape {_shape(target)}")
+            f"expected class indices of dtype torch.long (or torch.uint8) of shape "
+            f"{index_shape}, or class probabilities of the input's shape {_shape(input)}, but "
+            f"got {target.dtype} of shape {_shape(target)}")
     used = target[target != ignore_index]
     outside = used[(used < 0) | (used >= n_classes)]
     if outside.numel():
@@ -246,7 +249,10 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     """
     class_dim = _check_cross_entropy(input, target, weight, ignore_index, reduction,
                                      label_smoothing)
-    dtype = _compute_dtype(input.dtype)
+    out_dtype = input.dtype
+    if _is_probability_target(input, target):  # as in torch, a float64 target promotes
+        out_dtype = torch.promote_types(input.dtype, target.dtype)
+    dtype = _compute_dtype(out_dtype)
     log_p = log_softmax(input, dim=class_dim).to(dtype)
     if weight is not None:
         log_p = _along(weight.to(dtype), class_dim, input.dim()) * log_p  # w_c log p_c
@@ -262,8 +268,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
         loss = torch.where(kept, loss, torch.zeros_like(loss))
     if reduction == "mean":
         denominator = _mean_denominator(input, target, weight, ignore_index, class_dim, dtype)
-        return (loss.sum() / denominator).to(input.dtype)
-    return _reduce(loss, reduction).to(input.dtype)
+        return (loss.sum() / denominator).to(out_dtype)
+    return _reduce(loss, reduction).to(out_dtype)
 
 
 def cross_entropy_grad(input: torch.Tensor, target: torch.Tensor,
@@ -316,6 +322,7 @@ def softplus(input: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) ->
     that autograd gives the true derivative $\sigma(\beta x)$ at the kink $x = 0$ as well
     (`clamp` and `abs` would give 1 and 0 there).
     """
+    _check_floating("input", input)
     z = beta * input.to(_compute_dtype(input.dtype))
     positive = z > 0
     exp_minus_abs = torch.exp(torch.where(positive, -z, z))  # e^{-|z|} <= 1: cannot overflow
@@ -346,15 +353,16 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     if target.shape != input.shape:
         raise ValueError(f"expected target of the input's shape {_shape(input)}, but got "
                          f"{_shape(target)}")
-    x, y = input, target.to(input.dtype)
+    dtype = torch.promote_types(input.dtype, target.dtype)  # torch: the target may promote,
+    x, y = input.to(dtype), target.to(dtype)  # weight and pos_weight follow the result
     positive_term = y * softplus(-x, threshold=float("inf"))  # -y log sigma(x)
     if pos_weight is not None:
         _check_broadcasts("pos_weight", pos_weight, input, f"e.g. shape ({input.shape[-1]},)")
-        positive_term = pos_weight * positive_term
+        positive_term = pos_weight.to(dtype) * positive_term
     loss = positive_term + (1 - y) * softplus(x, threshold=float("inf"))  # -(1-y) log(1-sigma)
     if weight is not None:
         _check_broadcasts("weight", weight, input, "e.g. the input's shape")
-        loss = weight * loss
+        loss = weight.to(dtype) * loss
     return _reduce(loss, reduction)
 
 

@@ -208,8 +208,10 @@ CLASSES = torch.tensor([0, 2, 1, 0])
      r"expected reduction to be one of \('none', 'mean', 'sum'\), but got 'avg'"),
     (lambda: L.mse_loss([1.0], X), TypeError, "expected input to be a torch.Tensor, but got list"),
     (lambda: L.cross_entropy(X, CLASSES.float()), TypeError,
-     r"expected class indices of an integer dtype \(torch.long\) of shape \(4,\).*but got "
-     r"torch.float32 of shape \(4,\)"),
+     r"expected class indices of dtype torch.long \(or torch.uint8\) of shape \(4,\).*but "
+     r"got torch.float32 of shape \(4,\)"),
+    (lambda: L.cross_entropy(X, CLASSES.int()), TypeError, "but got torch.int32 of shape"),
+    (lambda: L.softplus(torch.arange(3)), TypeError, "expected input of a floating dtype"),
     (lambda: L.cross_entropy(X, torch.tensor([0, 3, 1, 0])), ValueError,
      r"expected class indices in \[0, 2\] \(or ignore_index=-100\), but got 3"),
     (lambda: L.cross_entropy(X, torch.tensor([0, -1, 1, 0])), ValueError,
@@ -228,7 +230,7 @@ CLASSES = torch.tensor([0, 2, 1, 0])
     (lambda: L.cross_entropy(X, CLASSES, label_smoothing=1.5), ValueError,
      r"expected label_smoothing in \[0, 1\], but got 1.5"),
     (lambda: L.cross_entropy(X, torch.softmax(X, 1), ignore_index=1), ValueError,
-     "ignore_index applies to class-index targets only"),
+     "ignore_index=1 applies to class-index targets only"),
     (lambda: L.cross_entropy(torch.tensor(1.0), CLASSES), ValueError, "but got a scalar"),
     (lambda: L.cross_entropy(X.long(), CLASSES), TypeError,
      "expected input of a floating dtype, but got torch.int64"),
@@ -243,6 +245,30 @@ CLASSES = torch.tensor([0, 2, 1, 0])
 def test_bad_input_is_explained(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_accepted_like_torch_byte_targets_negative_ignore_index_and_dtype_promotion():
+    probabilities = torch.softmax(torch.randn(4, 3, dtype=torch.float64), dim=1)
+    pairs = [
+        (lambda f: f(X, CLASSES.to(torch.uint8))),
+        (lambda f: f(X, probabilities, ignore_index=-1)),
+    ]
+    for call in pairs:
+        torch.testing.assert_close(call(L.cross_entropy), call(F.cross_entropy))
+    double = torch.rand(4, 3, dtype=torch.float64)
+    bce = [(lambda f: f(X, double)), (lambda f: f(X, X.sigmoid(), pos_weight=double[0])),
+           (lambda f: f(X, X.sigmoid(), weight=double))]
+    for call in bce:
+        ours, theirs = call(L.binary_cross_entropy_with_logits), call(
+            F.binary_cross_entropy_with_logits)
+        assert ours.dtype == theirs.dtype
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_a_row_holding_plus_infinity_is_nan_like_torch():
+    row = torch.tensor([[1.0, math.inf, 0.0]])
+    for ours, theirs in ((L.softmax, F.softmax), (L.log_softmax, F.log_softmax)):
+        torch.testing.assert_close(ours(row, dim=1), theirs(row, dim=1), equal_nan=True)
 
 
 def test_the_refused_mse_broadcast_really_is_what_torch_does():
