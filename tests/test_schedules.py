@@ -1,0 +1,244 @@
+"""helpers.schedules against torch.optim.lr_scheduler, step by step, and the lr range test."""
+
+import math
+
+import pytest
+import torch
+from torch.optim import lr_scheduler as torch_schedules
+
+from helpers import schedules as S
+
+STEPS = 120
+
+
+def optimizer(kind="sgd", lrs=(0.1, 0.03)):
+    """Two parameter groups with different base rates, so per-group handling is tested."""
+    groups = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in lrs]
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lrs[0])
+    return torch.optim.SGD(groups, lr=lrs[0], momentum=0.9)
+
+
+def trajectory(make, kind="sgd", steps=STEPS):
+    """Learning rates (and momenta) of every group after construction and after every step."""
+    opt = optimizer(kind)
+    scheduler = make(opt)
+    rows = []
+    for _ in range(steps):
+        momenta = [g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups]
+        rows.append(([g["lr"] for g in opt.param_groups], scheduler.get_last_lr(), momenta))
+        opt.step()
+        scheduler.step()
+    return rows
+
+
+def assert_same_schedule(ours, theirs, kind="sgd", steps=STEPS):
+    for step, (mine, reference) in enumerate(zip(trajectory(ours, kind, steps),
+                                                 trajectory(theirs, kind, steps))):
+        for a, b in zip(mine, reference):
+            assert a == pytest.approx(b, rel=1e-12, abs=1e-15), f"step {step}: {a} != {b}"
+
+
+SCHEDULES = {
+    "StepLR": (lambda o: S.StepLR(o, step_size=7, gamma=0.5),
+               lambda o: torch_schedules.StepLR(o, step_size=7, gamma=0.5)),
+    "MultiStepLR": (lambda o: S.MultiStepLR(o, milestones=[50, 10, 30, 30], gamma=0.3),
+                    lambda o: torch_schedules.MultiStepLR(o, milestones=[50, 10, 30, 30],
+                                                          gamma=0.3)),
+    "ExponentialLR": (lambda o: S.ExponentialLR(o, gamma=0.97),
+                      lambda o: torch_schedules.ExponentialLR(o, gamma=0.97)),
+    "LinearLR": (lambda o: S.LinearLR(o, start_factor=0.1, end_factor=0.9, total_iters=40),
+                 lambda o: torch_schedules.LinearLR(o, start_factor=0.1, end_factor=0.9,
+                                                    total_iters=40)),
+    "LinearLR defaults": (S.LinearLR, torch_schedules.LinearLR),
+    "CosineAnnealingLR": (lambda o: S.CosineAnnealingLR(o, T_max=50, eta_min=1e-3),
+                          lambda o: torch_schedules.CosineAnnealingLR(o, T_max=50,
+                                                                      eta_min=1e-3)),
+    "warm-up then cosine": (
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.01, total_iters=10),
+                                     S.CosineAnnealingLR(o, T_max=110)], milestones=[10]),
+        lambda o: torch_schedules.SequentialLR(
+            o, [torch_schedules.LinearLR(o, start_factor=0.01, total_iters=10),
+                torch_schedules.CosineAnnealingLR(o, T_max=110)], milestones=[10])),
+    "three schedules": (
+        lambda o: S.SequentialLR(o, [S.LinearLR(o, 0.2, total_iters=5),
+                                     S.ExponentialLR(o, 0.9), S.StepLR(o, 4)], [20, 60]),
+        lambda o: torch_schedules.SequentialLR(
+            o, [torch_schedules.LinearLR(o, 0.2, total_iters=5),
+                torch_schedules.ExponentialLR(o, 0.9), torch_schedules.StepLR(o, 4)], [20, 60])),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_schedule_equals_torch_at_every_step(name):
+    ours, theirs = SCHEDULES[name]
+    assert_same_schedule(ours, theirs)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("options", [
+    {},
+    {"anneal_strategy": "linear"},
+    {"three_phase": True, "pct_start": 0.25},
+    {"cycle_momentum": False, "div_factor": 10.0, "final_div_factor": 100.0},
+    {"max_lr": [0.5, 0.2], "base_momentum": [0.8, 0.7], "max_momentum": 0.9},
+])
+def test_one_cycle_equals_torch_including_momentum(kind, options):
+    options = {"max_lr": 0.4, **options}
+    assert_same_schedule(lambda o: S.OneCycleLR(o, total_steps=STEPS, **options),
+                         lambda o: torch_schedules.OneCycleLR(o, total_steps=STEPS, **options),
+                         kind=kind)
+
+
+def test_one_cycle_from_epochs_and_refuses_to_overrun():
+    opt = optimizer()
+    scheduler = S.OneCycleLR(opt, max_lr=1.0, epochs=2, steps_per_epoch=5)
+    assert scheduler.total_steps == 10
+    for _ in range(10):
+        scheduler.step()
+    with pytest.raises(ValueError, match="Tried to step 11 times"):
+        scheduler.step()
+
+
+def test_a_cosine_with_t_max_off_by_one_is_caught():
+    class OffByOne(S.CosineAnnealingLR):
+        def _lr(self, base_lr, step):
+            return super()._lr(base_lr, step) if step == 0 else self.eta_min + (
+                base_lr - self.eta_min) * (1 + math.cos(math.pi * step / (self.T_max + 1))) / 2
+
+    with pytest.raises(AssertionError, match="step 1"):
+        assert_same_schedule(lambda o: OffByOne(o, T_max=50),
+                             lambda o: torch_schedules.CosineAnnealingLR(o, T_max=50))
+
+
+def test_a_warm_up_that_ends_one_step_late_is_caught():
+    with pytest.raises(AssertionError):
+        assert_same_schedule(lambda o: S.LinearLR(o, start_factor=0.1, total_iters=11),
+                             lambda o: torch_schedules.LinearLR(o, start_factor=0.1,
+                                                                total_iters=10))
+
+
+def test_state_dict_round_trip_continues_identically():
+    opt = optimizer()
+    scheduler = S.CosineAnnealingLR(opt, T_max=30)
+    for _ in range(12):
+        scheduler.step()
+    saved = scheduler.state_dict()
+    assert "optimizer" not in saved
+    resumed_opt = optimizer()
+    for group, original in zip(resumed_opt.param_groups, opt.param_groups):
+        group["initial_lr"] = original["initial_lr"]
+    resumed = S.CosineAnnealingLR(resumed_opt, T_max=30, last_epoch=0)
+    resumed.load_state_dict(saved)
+    for _ in range(10):
+        scheduler.step()
+        resumed.step()
+        assert resumed.get_last_lr() == scheduler.get_last_lr()
+
+
+def test_sequential_state_dict_keeps_its_schedulers():
+    opt = optimizer()
+    warm = S.SequentialLR(opt, [S.LinearLR(opt), S.ExponentialLR(opt, 0.5)], [5])
+    state = warm.state_dict()
+    assert len(state["schedulers"]) == 2 and "optimizer" not in state["schedulers"][0]
+    warm.load_state_dict(state)
+
+
+def test_lr_sequence_matches_a_manual_loop():
+    lrs = S.lr_sequence(lambda o: S.StepLR(o, step_size=2, gamma=0.5), 1.0, 6)
+    assert lrs == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda o: S.LinearLR(o, start_factor=0.0), "Starting multiplicative factor"),
+    (lambda o: S.LinearLR(o, end_factor=1.5), "Ending multiplicative factor"),
+    (lambda o: S.StepLR(o, step_size=0), "Expected positive integer step_size, but got 0"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=2.5), "Expected positive integer T_max"),
+    (lambda o: S.OneCycleLR(o, max_lr=1.0), "either total_steps OR"),
+    (lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=10, pct_start=1), "pct_start"),
+    (lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=10, anneal_strategy="exp"),
+     "anneal_strategy must be one of"),
+    (lambda o: S.OneCycleLR(o, max_lr=[1.0], total_steps=10), "expected 2 values for max_lr"),
+    (lambda o: S.SequentialLR(o, [S.StepLR(o, 3)], milestones=[3]), "one milestone fewer"),
+])
+def test_bad_arguments_are_explained(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(optimizer())
+
+
+def test_one_cycle_needs_momentum_to_cycle():
+    plain = torch.optim.Adagrad([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="momentum or beta1"):
+        S.OneCycleLR(plain, max_lr=1.0, total_steps=5)
+
+
+def test_not_an_optimizer_is_named():
+    with pytest.raises(TypeError, match="expected an optimizer with param_groups .* got list"):
+        S.StepLR([], step_size=3)
+
+
+# --------------------------------------------------------------------------------------------
+# The learning-rate range test
+# --------------------------------------------------------------------------------------------
+
+
+def regression_problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1 * torch.randn(256, 1, generator=g)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    torch.manual_seed(0)
+    return torch.nn.Linear(4, 1), batches
+
+
+def test_geometric_learning_rates():
+    lrs = S.geometric_lrs(1e-4, 1.0, 5)
+    assert lrs == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    with pytest.raises(ValueError, match="expected 0 < start_lr < end_lr"):
+        S.geometric_lrs(1.0, 1e-3, 10)
+
+
+def test_smoothing_is_bias_corrected():
+    assert S.smooth_losses([2.0, 2.0, 2.0], smoothing=0.1) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_range_test_finds_descent_and_divergence_and_restores_everything():
+    model, batches = regression_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.123, momentum=0.9)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = S.lr_range_test(model, opt, torch.nn.functional.mse_loss, batches,
+                             start_lr=1e-4, end_lr=10.0, num_iter=60)
+    assert result.divergence_lr is not None and result.divergence_lr > 0.1
+    assert len(result.losses) < 60 and result.lrs[-1] == result.divergence_lr
+    assert 1e-3 < result.steepest_lr < result.divergence_lr
+    assert min(result.smoothed) < result.smoothed[0] / 2
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert opt.param_groups[0]["lr"] == 0.123 and not opt.state
+
+
+def test_range_test_restores_even_when_training_fails():
+    model, batches = regression_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    before = model.weight.detach().clone()
+
+    def failing_loss(prediction, target):
+        if failing_loss.calls == 3:
+            raise RuntimeError("boom")
+        failing_loss.calls += 1
+        return torch.nn.functional.mse_loss(prediction, target)
+
+    failing_loss.calls = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        S.lr_range_test(model, opt, failing_loss, batches, start_lr=1e-2, end_lr=1.0)
+    assert torch.equal(model.weight, before) and opt.param_groups[0]["lr"] == 0.5
+
+
+def test_range_test_cycles_short_data_and_refuses_empty_data():
+    model, batches = regression_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = S.lr_range_test(model, opt, torch.nn.functional.mse_loss, batches[:2],
+                             start_lr=1e-5, end_lr=1e-3, num_iter=20)
+    assert len(result.losses) == 20 and result.divergence_lr is None
+    with pytest.raises(ValueError, match="at least one batch"):
+        S.lr_range_test(model, opt, torch.nn.functional.mse_loss, [], num_iter=5)
