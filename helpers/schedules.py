@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from helpers.verify import Check, register
+
 
 class LRScheduler:
     """Base class: sets every group's learning rate to `lr_at(step)` at each `step()`."""
@@ -428,3 +430,45 @@ def _cycle(batches: Iterable):
         raise ValueError("expected at least one batch, but got an empty iterable")
     while True:
         yield from cached
+
+
+# --------------------------------------------------------------------------------------------
+# Checks run by `python -m helpers.verify` (chapter 06 shows them as a table)
+# --------------------------------------------------------------------------------------------
+
+
+def _schedule_check(name: str, ours: Callable, theirs: Callable, lr: float = 0.1,
+                    steps: int = 200) -> Check:
+    """The learning rate at every step of a whole schedule, ours against torch's."""
+    return Check(name, lambda: lr_sequence(ours, lr, steps), lambda: lr_sequence(theirs, lr, steps),
+                 lambda generator: (), dtypes=(torch.float64,), devices=("cpu",))
+
+
+def schedule_checks() -> list[Check]:
+    """Every scheduler against its `torch.optim.lr_scheduler` namesake, over 200 steps."""
+    t = torch.optim.lr_scheduler
+    return [
+        _schedule_check("StepLR step_size=30 gamma=0.5", lambda o: StepLR(o, 30, 0.5),
+                        lambda o: t.StepLR(o, 30, 0.5)),
+        _schedule_check("MultiStepLR milestones=[40, 90, 90]", lambda o: MultiStepLR(
+            o, [40, 90, 90]), lambda o: t.MultiStepLR(o, [40, 90, 90])),
+        _schedule_check("ExponentialLR gamma=0.98", lambda o: ExponentialLR(o, 0.98),
+                        lambda o: t.ExponentialLR(o, 0.98)),
+        _schedule_check("LinearLR start_factor=0.01 total_iters=50", lambda o: LinearLR(
+            o, 0.01, total_iters=50), lambda o: t.LinearLR(o, 0.01, total_iters=50)),
+        _schedule_check("CosineAnnealingLR T_max=150 eta_min=1e-4", lambda o: CosineAnnealingLR(
+            o, 150, 1e-4), lambda o: t.CosineAnnealingLR(o, 150, 1e-4)),
+        _schedule_check("OneCycleLR max_lr=1 total_steps=200", lambda o: OneCycleLR(
+            o, 1.0, total_steps=200), lambda o: t.OneCycleLR(o, 1.0, total_steps=200)),
+        _schedule_check("OneCycleLR three_phase linear", lambda o: OneCycleLR(
+            o, 1.0, total_steps=200, three_phase=True, anneal_strategy="linear"),
+            lambda o: t.OneCycleLR(o, 1.0, total_steps=200, three_phase=True,
+                                   anneal_strategy="linear")),
+        _schedule_check("SequentialLR warm-up 20 + cosine 180", lambda o: SequentialLR(
+            o, [LinearLR(o, 0.01, total_iters=20), CosineAnnealingLR(o, 180)], [20]),
+            lambda o: t.SequentialLR(o, [t.LinearLR(o, 0.01, total_iters=20),
+                                         t.CosineAnnealingLR(o, 180)], [20])),
+    ]
+
+
+register(*schedule_checks())

@@ -94,7 +94,9 @@ class Check:
     For each row, floating-point tensors are cast to the row's dtype, and every tensor moves to its
     device.
     `tolerances` overrides `TOLERANCES` per dtype. With `grad=True` the gradients with respect to
-    every floating-point input are compared as well.
+    every floating-point input are compared as well. `devices` limits a check that involves no
+    device (pure Python numbers, such as a learning-rate schedule) to the device types named; the
+    others get a "skipped" row that says so.
     """
 
     name: str
@@ -104,6 +106,7 @@ class Check:
     dtypes: tuple[torch.dtype, ...] = DEFAULT_DTYPES
     tolerances: Mapping[torch.dtype, Tolerance] = field(default_factory=dict)
     grad: bool = False
+    devices: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -292,7 +295,7 @@ def _as_tensor(leaf, path: str, side: str) -> torch.Tensor:
     if isinstance(leaf, torch.Tensor):
         return leaf
     if isinstance(leaf, bool | int | float | np.ndarray | np.generic):
-        return torch.as_tensor(np.asarray(leaf))
+        return torch.as_tensor(np.asarray(leaf).copy())  # a C-ordered copy of reversed views
     raise _Mismatch(f"{side} returned {type(leaf).__name__} at {path}; expected a tensor or number")
 
 
@@ -437,6 +440,10 @@ def run_checks(checks: Iterable[Check], *, devices: Iterable[str] | None = None,
     rows = []
     for check in checks:
         for device_type in device_types:
+            if check.devices is not None and device_type not in check.devices:
+                rows.append(Row(check.name, device_type, "all",
+                                f"skipped: {'/'.join(check.devices)}-only check"))
+                continue
             if not is_available(device_type):
                 rows.append(Row(check.name, device_type, "all",
                                 f"skipped: no {DEVICE_LABELS[device_type]}"))

@@ -205,3 +205,18 @@ def test_command_line_exit_code_is_one_on_failure(monkeypatch, capsys):
     monkeypatch.setattr(V, "registered_checks", lambda: [bad])
     assert V.main([]) == 1
     assert "FAIL always wrong on cpu/float64" in capsys.readouterr().err
+
+
+def test_reversed_numpy_views_and_numpy_scalars_from_a_reference():
+    flipped = run(lambda x: x.flip(0), V.numpy_reference(lambda x: x[::-1]), dtypes=("float64",))
+    assert cpu_rows(flipped)[0].passed
+    scalar = run(lambda x: x.sum(), V.numpy_reference(lambda x: np.float64(x.sum())),
+                 dtypes=("float64",))
+    assert cpu_rows(scalar)[0].passed
+
+
+def test_a_device_independent_check_says_so_on_other_devices():
+    table = run(torch.tanh, devices=("cpu",))
+    assert [r.verdict for r in table.rows if r.device != "cpu"] == [
+        "skipped: cpu-only check", "skipped: cpu-only check"]
+    assert all(r.passed for r in cpu_rows(table))
