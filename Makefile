@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard exercises/solutions/*.ipyn
 # JupyterLab refuses to run as root unless told; add the flag only when needed.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test lint unit nbval notebooks exercises verify clean
+.PHONY: lab test test-browser lint unit nbval notebooks exercises verify clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,15 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --dist loadscope
 
+# the widgets in JupyterLab + headless Chromium (skipped with a reason when no Chromium is installed)
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -p no:xdist tests/browser
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadscope tests
+	$(BIN)/python -m pytest -n auto --dist loadscope tests --ignore=tests/browser
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadscope notebooks exercises/solutions

@@ -1,0 +1,233 @@
+"""Figures of the course, drawn with matplotlib (the only module besides `widgets` that imports it).
+
+Every function takes `ax=None` (or `axes=None`) and returns `(fig, ax)`: it draws into the axes
+it is given, or into a new figure. Functions only draw; what they show is computed elsewhere.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from helpers.surfaces import Surface, Trajectory, explore, grid
+
+
+def _axes(ax, figsize):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        return fig, ax
+    return ax.figure, ax
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizers on 2-D surfaces (chapters 03-05)
+# --------------------------------------------------------------------------------------------
+
+
+LOSS_FLOOR = 1e-16
+"""The smallest f - f* that loss plots show: below it, float64 rounding is all there is."""
+
+
+def surface_levels(values, surface: Surface, count: int = 14) -> np.ndarray:
+    """Contour levels spaced evenly in log(f - f*), so that both the valley and the walls show."""
+    gap = np.asarray(values) - surface.minimum_value
+    high = np.quantile(gap, 0.95)
+    low = max(high * 1e-4, np.min(gap[gap > 0])) if (gap > 0).any() else 1e-3
+    return surface.minimum_value + np.geomspace(low, high, count)
+
+
+def plot_surface(surface: Surface, ax=None, *, resolution: int = 80, levels: int = 14):
+    """Contour lines of `surface` over its `xlim` x `ylim`, its minima marked with stars."""
+    fig, ax = _axes(ax, (4.5, 3.5))
+    X, Y, Z = (t.numpy() for t in grid(surface, resolution))
+    ax.contour(X, Y, Z, levels=surface_levels(Z, surface, levels), cmap="viridis",
+               linewidths=0.8, alpha=0.7)
+    minima = np.array(surface.minima)
+    ax.plot(minima[:, 0], minima[:, 1], "*", color="black", markersize=10, label="minimum")
+    ax.set(xlim=surface.xlim, ylim=surface.ylim, xlabel="x", ylabel="y")
+    ax.autoscale(False)
+    return fig, ax
+
+
+def plot_path(trajectory: Trajectory, ax=None, *, label: str | None = None, color=None):
+    """The optimizer's path: a line through every iterate, the start marked with a circle."""
+    fig, ax = _axes(ax, (4.5, 3.5))
+    points = trajectory.points.numpy()
+    (line,) = ax.plot(points[:, 0], points[:, 1], ".-", color=color, label=label,
+                      markersize=3, linewidth=1.2)
+    ax.plot(points[0, 0], points[0, 1], "o", color=line.get_color(), markersize=6)
+    return fig, ax
+
+
+def plot_losses(trajectories: dict[str, Trajectory], surface: Surface, ax=None):
+    r"""$f(\theta_t) - f^*$ against the step, on a log scale, one line per run.
+
+    Gaps below `LOSS_FLOOR` (float64 rounding, or exactly 0) are drawn at the floor.
+    """
+    fig, ax = _axes(ax, (4.5, 3.5))
+    for label, trajectory in trajectories.items():
+        gap = (trajectory.losses - surface.minimum_value).numpy()
+        ax.semilogy(np.arange(len(gap)), np.maximum(gap, LOSS_FLOOR), label=label)
+    ax.set(xlabel="step", ylabel="f - f*")
+    return fig, ax
+
+
+def plot_small_multiples(surface: Surface, runs: dict[str, dict], *, steps: int = 50,
+                         axes=None):
+    """One column per run: its path on the surface above, its loss below, the outcome as title.
+
+    `runs` maps a caption ("too small", "momentum 0.9", ...) to the keyword arguments of
+    `helpers.surfaces.explore` (`optimizer`, `lr` and the optimizer's options).
+    """
+    if axes is None:
+        fig, axes = plt.subplots(2, len(runs), figsize=(3.0 * len(runs), 5.2),
+                                 layout="constrained", squeeze=False,
+                                 gridspec_kw={"height_ratios": [3, 2]})
+    fig = axes[0, 0].figure
+    for column, (caption, settings) in enumerate(runs.items()):
+        frame = explore(surface, steps=steps, **settings)
+        plot_surface(surface, axes[0, column])
+        plot_path(frame.trajectory, axes[0, column], color="C3")
+        axes[0, column].set_title(f"{caption}\nlr = {frame.lr:.3g}: {frame.verdict}", fontsize=9)
+        plot_losses({caption: frame.trajectory}, surface, axes[1, column])
+        axes[1, column].set_xlim(0, steps)
+    return fig, axes
+
+
+def plot_learning_rates(surface: Surface, optimizer: str, lrs: dict[str, float], *,
+                        steps: int = 50, axes=None, **options):
+    """Small multiples over the learning rate: `lrs` maps a caption ("too small", ...) to a rate.
+
+    The other settings (`options`) are the same in every column; see `plot_small_multiples`.
+    """
+    runs = {caption: dict(optimizer=optimizer, lr=lr, **options) for caption, lr in lrs.items()}
+    fig, axes = plot_small_multiples(surface, runs, steps=steps, axes=axes)
+    fig.suptitle(f"{optimizer} on the {surface.name}", fontsize=10)
+    return fig, axes
+
+
+def plot_optimizer_comparison(surface: Surface, runs: dict[str, Trajectory], *, axes=None):
+    """Several runs on one surface: the paths on its contours, and their losses side by side.
+
+    The legend is on the loss plot, where it hides nothing; the colours match.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    fig = axes[0].figure
+    plot_surface(surface, axes[0])
+    for index, (label, trajectory) in enumerate(runs.items()):
+        plot_path(trajectory, axes[0], label=label, color=f"C{index}")
+    plot_losses(runs, surface, axes[1])
+    axes[1].legend(fontsize=8, loc="best")
+    axes[0].set_title(surface.name, fontsize=10)
+    return fig, axes
+
+
+# --------------------------------------------------------------------------------------------
+# Classification metrics (chapter 07)
+# --------------------------------------------------------------------------------------------
+
+
+def plot_confusion_matrix(matrix, ax=None, *, labels=None, cmap: str = "Blues"):
+    """The confusion matrix as a heat map with its entries written in: rows true, columns predicted.
+
+    `labels` names the classes along both axes (default 0 .. K-1).
+    """
+    fig, ax = _axes(ax, (3.2, 3.0))
+    values = np.asarray(matrix.cpu() if hasattr(matrix, "cpu") else matrix)
+    labels = list(range(len(values))) if labels is None else list(labels)
+    ax.imshow(values, cmap=cmap, vmin=0, vmax=max(values.max(), 1e-12))
+    integral = np.issubdtype(values.dtype, np.integer)
+    for (i, j), value in np.ndenumerate(values):
+        dark = value > 0.6 * values.max()
+        ax.text(j, i, f"{value:d}" if integral else f"{value:.2f}", ha="center", va="center",
+                color="white" if dark else "black", fontsize=10)
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels,
+           yticklabels=labels, xlabel="predicted", ylabel="true")
+    return fig, ax
+
+
+def plot_precision_recall_curve(precision, recall, ax=None, *, point=None, label=None):
+    """Precision against recall as the step function average precision integrates.
+
+    `point`, a (recall, precision) pair, is marked: the operating point of one threshold.
+    """
+    fig, ax = _axes(ax, (3.6, 3.0))
+    recall, precision = (np.asarray(x.cpu() if hasattr(x, "cpu") else x) for x in
+                         (recall, precision))
+    ax.plot(recall, precision, drawstyle="steps-post", color="C0", label=label)
+    if point is not None:
+        ax.plot(*point, "o", color="C3", markersize=8)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.05), xlabel="recall", ylabel="precision")
+    return fig, ax
+
+
+def plot_threshold_panels(precision, recall, reports, *, axes=None):
+    """Small multiples, one column per threshold: the confusion matrix [[TN, FP], [FN, TP]] above,
+    its point on the precision-recall curve below.
+
+    `reports` are `helpers.metrics.ThresholdMetrics` (from `metrics_at_threshold`).
+    """
+    if axes is None:
+        fig, axes = plt.subplots(2, len(reports), figsize=(2.6 * len(reports), 5.2),
+                                 layout="constrained", squeeze=False)
+    fig = axes[0, 0].figure
+    for column, report in enumerate(reports):
+        plot_confusion_matrix(report.confusion_matrix, axes[0, column],
+                              labels=["neg", "pos"])
+        axes[0, column].set_title(f"threshold {report.threshold:.2f}", fontsize=10)
+        plot_precision_recall_curve(precision, recall, axes[1, column],
+                                    point=(float(report.recall), float(report.precision)))
+        axes[1, column].set_title(f"P {float(report.precision):.2f}, "
+                                  f"R {float(report.recall):.2f}", fontsize=9)
+    return fig, axes
+
+
+# --------------------------------------------------------------------------------------------
+# Training runs under a learning-rate setting (chapter 06)
+# --------------------------------------------------------------------------------------------
+
+
+def epoch_steps(history) -> np.ndarray:
+    """The step count at the end of each epoch of a `helpers.training.History`."""
+    per_epoch = len(history.lrs) // max(len(history.val_losses), 1)
+    return per_epoch * np.arange(1, len(history.val_losses) + 1)
+
+
+def plot_training_run(history, axes=None, *, title: str | None = None):
+    """Learning rate per step, losses (training per step, validation per epoch), and
+    validation accuracy per epoch of one run, on three axes; returns `(fig, axes)`."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), layout="constrained")
+    lr_ax, loss_ax, acc_ax = axes
+    lr_ax.plot(history.lrs, color="C2")
+    lr_ax.set(xlabel="step", ylabel="learning rate", yscale="log")
+    loss_ax.plot(history.step_losses, color="C0", alpha=0.5, lw=0.8, label="train (step)")
+    loss_ax.plot(epoch_steps(history), history.val_losses, "o-", color="C1", ms=3,
+                 label="validation")
+    loss_ax.set(xlabel="step", ylabel="cross-entropy", yscale="log")
+    loss_ax.legend(fontsize=8)
+    acc_ax.plot(epoch_steps(history), history.val_accuracies, "o-", color="C3", ms=3)
+    acc_ax.set(xlabel="step", ylabel="validation accuracy", ylim=(0, 1))
+    if title:
+        loss_ax.set_title(title, fontsize=10)
+    return axes[0].figure, axes
+
+
+def plot_run_small_multiples(runs: dict, axes=None):
+    """One column per labelled run: losses on top, validation accuracy below."""
+    if axes is None:
+        fig, axes = plt.subplots(2, len(runs), figsize=(2.6 * len(runs), 4.2), sharey="row",
+                                 layout="constrained", squeeze=False)
+    for column, (label, history) in enumerate(runs.items()):
+        loss_ax, acc_ax = axes[0][column], axes[1][column]
+        loss_ax.plot(history.step_losses, color="C0", alpha=0.5, lw=0.8)
+        loss_ax.plot(epoch_steps(history), history.val_losses, "o-", color="C1", ms=3)
+        loss_ax.set(yscale="log", title=label)
+        acc_ax.plot(epoch_steps(history), history.val_accuracies, "o-", color="C3", ms=3)
+        acc_ax.set(ylim=(0, 1), xlabel="step")
+        final = history.val_accuracies[-1] if history.val_accuracies else float("nan")
+        acc_ax.text(0.95, 0.05, f"final {final:.2f}", transform=acc_ax.transAxes, ha="right")
+    axes[0][0].set_ylabel("loss (train, validation)")
+    axes[1][0].set_ylabel("validation accuracy")
+    return axes[0][0].figure, axes

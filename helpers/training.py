@@ -1,0 +1,174 @@
+"""The train / evaluate loop, and the small real training task of chapter 06.
+
+`fit` is the classic loop done right: the model in train mode while training and in eval mode
+under `torch.no_grad()` while evaluating, `zero_grad` before every backward pass,
+`scheduler.step()` after `optimizer.step()`, and a stop as soon as the loss is no longer finite.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from helpers import schedules
+
+
+@dataclass
+class History:
+    """What one training run recorded."""
+
+    lrs: list[float] = field(default_factory=list)  # learning rate used at each step
+    step_losses: list[float] = field(default_factory=list)  # training loss of each step
+    train_losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    val_losses: list[float] = field(default_factory=list)  # validation loss after each epoch
+    val_accuracies: list[float] = field(default_factory=list)  # validation accuracy per epoch
+    diverged: bool = False  # stopped early because the loss became inf or nan
+
+
+def shuffled_batches(n_samples: int, batch_size: int,
+                     generator: torch.Generator) -> Iterator[Tensor]:
+    """Index tensors of one epoch: a fresh permutation cut into batches (the last may be short)."""
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, but got {batch_size}")
+    order = torch.randperm(n_samples, generator=generator)
+    return iter(order.split(batch_size))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, X: Tensor, y: Tensor,
+             loss_fn: Callable = F.cross_entropy) -> tuple[float, float]:
+    """(mean loss, accuracy) of a classifier on (X, y), in eval mode without gradients.
+
+    Accuracy is the share of samples whose highest logit is the true class (it needs one logit
+    per class: an argmax over a single output is always 0).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(X)
+        if logits.dim() != 2 or logits.shape[1] < 2:
+            raise ValueError(f"expected logits of shape (N, C) with C >= 2 classes, but got "
+                             f"{tuple(logits.shape)}")
+        accuracy = (logits.argmax(dim=1) == y).double().mean().item()
+        return loss_fn(logits, y).item(), accuracy
+    finally:
+        model.train(was_training)
+
+
+def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, Tensor], *,
+        epochs: int, batch_size: int, generator: torch.Generator, scheduler=None,
+        loss_fn: Callable = F.cross_entropy) -> History:
+    """Train on `data = (X_train, y_train, X_val, y_val)` with minibatches, evaluating after each
+    epoch; `scheduler.step()` runs after every optimizer step."""
+    X_train, y_train, X_val, y_val = data
+    history = History()
+    for _ in range(epochs):
+        model.train()
+        epoch_losses = []
+        for batch in shuffled_batches(len(y_train), batch_size, generator):
+            history.lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.zero_grad()
+            loss = loss_fn(model(X_train[batch]), y_train[batch])
+            if not math.isfinite(loss.item()):
+                history.diverged = True
+                return history
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            history.step_losses.append(loss.item())
+            epoch_losses.append(loss.item())
+        history.train_losses.append(sum(epoch_losses) / len(epoch_losses))
+        val_loss, val_accuracy = evaluate(model, X_val, y_val, loss_fn)
+        history.val_losses.append(val_loss)
+        history.val_accuracies.append(val_accuracy)
+    return history
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 06: an MLP on scikit-learn's digits, under every learning-rate setting
+# --------------------------------------------------------------------------------------------
+
+SCHEDULES = ("constant", "step", "cosine", "one-cycle")
+
+
+def digits_mlp(seed: int = 0, hidden: int = 64) -> torch.nn.Module:
+    """64 pixels -> `hidden` ReLU units -> 10 logits, initialised from `seed`."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(),
+                               torch.nn.Linear(hidden, 10))
+
+
+def make_scheduler(optimizer, schedule: str, total_steps: int, warmup_steps: int = 0):
+    """One of `SCHEDULES` over `total_steps`, after a linear warm-up from 1% of the rate over
+    `warmup_steps` (one-cycle warms up by itself: its first 30% rise from max_lr / 25)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"expected a schedule in {SCHEDULES}, but got {schedule!r}")
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"expected 0 <= warmup_steps < total_steps ({total_steps}), but got "
+                         f"{warmup_steps}")
+    if schedule == "one-cycle":
+        return schedules.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
+                                    total_steps=total_steps)
+    remaining = total_steps - warmup_steps
+    main = {"constant": lambda: schedules.LinearLR(optimizer, 1.0, 1.0, total_iters=1),
+            "step": lambda: schedules.StepLR(optimizer, step_size=max(remaining // 3, 1),
+                                             gamma=0.1),
+            "cosine": lambda: schedules.CosineAnnealingLR(optimizer, T_max=remaining)}[schedule]
+    if warmup_steps == 0:
+        return main()
+    warmup = schedules.LinearLR(optimizer, start_factor=0.01, total_iters=warmup_steps)
+    return schedules.SequentialLR(optimizer, [warmup, main()], milestones=[warmup_steps])
+
+
+def train_digits(data, lr: float, schedule: str = "constant", warmup_steps: int = 0, *,
+                 epochs: int = 12, batch_size: int = 64, momentum: float = 0.9,
+                 seed: int = 0) -> History:
+    """One run of the digits MLP with SGD (momentum 0.9) at base rate `lr` under a schedule."""
+    model = digits_mlp(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    steps = epochs * math.ceil(len(data[1]) / batch_size)
+    scheduler = make_scheduler(optimizer, schedule, steps, warmup_steps)
+    return fit(model, optimizer, data, epochs=epochs, batch_size=batch_size,
+               generator=torch.Generator().manual_seed(seed + 1), scheduler=scheduler)
+
+
+@dataclass
+class RunGrid:
+    """Training runs for every (lr, schedule, warm-up) of a grid, and how long they took."""
+
+    lrs: list[float]
+    schedules: list[str]
+    warmups: list[int]
+    runs: dict[tuple[float, str, int], History]
+    seconds: float
+
+    def nearest_lr(self, lr: float) -> float:
+        """The grid's learning rate closest to `lr` on a log scale."""
+        return min(self.lrs, key=lambda candidate: abs(math.log(candidate / lr)))
+
+    def run(self, lr: float, schedule: str, warmup: int) -> History:
+        """The precomputed run nearest to the request (one-cycle ignores the warm-up)."""
+        warmup = 0 if schedule == "one-cycle" else min(self.warmups, key=lambda w: abs(w - warmup))
+        return self.runs[(self.nearest_lr(lr), schedule, warmup)]
+
+
+def precompute_grid(data, lrs: Sequence[float], schedules_: Sequence[str] = SCHEDULES,
+                    warmups: Sequence[int] = (0, 50), **train_options) -> RunGrid:
+    """Train once for every setting so that a widget only looks results up."""
+    start = time.perf_counter()
+    runs = {}
+    for lr, schedule, warmup in itertools.product(lrs, schedules_, warmups):
+        if schedule == "one-cycle" and warmup != warmups[0]:
+            continue
+        key = (lr, schedule, 0 if schedule == "one-cycle" else warmup)
+        runs[key] = train_digits(data, lr, schedule, key[2], **train_options)
+    return RunGrid(list(lrs), list(schedules_), list(warmups), runs,
+                   time.perf_counter() - start)

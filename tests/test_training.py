@@ -1,0 +1,119 @@
+"""The training loop, the digits task of chapter 06, and its grid of precomputed runs."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import schedules
+from helpers import training as T
+from helpers.data import digits
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits(generator=torch.Generator().manual_seed(0))
+
+
+def test_digits_split_is_complete_scaled_and_seeded(data):
+    X_train, y_train, X_val, y_val = data
+    assert len(y_train) + len(y_val) == 1797 and len(y_val) == round(0.25 * 1797)
+    assert X_train.shape[1] == 64 and 0 <= X_train.min() and X_train.max() <= 1
+    assert set(y_val.tolist()) == set(range(10))
+    again = digits(generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(data, again))
+    with pytest.raises(ValueError, match="expected 0 < val_fraction < 1"):
+        digits(val_fraction=1.0)
+
+
+def test_batches_cover_every_sample_once():
+    batches = list(T.shuffled_batches(10, 4, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        T.shuffled_batches(10, 0, torch.Generator())
+
+
+def test_evaluate_counts_correct_argmax_and_restores_the_mode():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Identity())
+    X = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    y = torch.tensor([0, 1, 1])
+    model.train()
+    loss, accuracy = T.evaluate(model, X, y)
+    assert model.training and accuracy == pytest.approx(2 / 3)
+    assert loss == pytest.approx(F.cross_entropy(X, y).item())  # dropout was off
+
+
+def test_evaluate_refuses_a_single_output():
+    with pytest.raises(ValueError, match=r"logits of shape \(N, C\) with C >= 2"):
+        T.evaluate(torch.nn.Linear(2, 1), torch.randn(4, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_fit_records_every_step_and_steps_the_schedule_after_the_optimizer(data):
+    model = T.digits_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = schedules.StepLR(optimizer, step_size=5, gamma=0.5)
+    history = T.fit(model, optimizer, data, epochs=2, batch_size=256,
+                    generator=torch.Generator().manual_seed(1), scheduler=scheduler)
+    steps = 2 * math.ceil(len(data[1]) / 256)
+    assert len(history.lrs) == len(history.step_losses) == steps
+    assert history.lrs == [0.1 * 0.5 ** (i // 5) for i in range(steps)]
+    assert len(history.val_losses) == len(history.val_accuracies) == 2
+    assert history.val_losses[-1] < history.val_losses[0] and not history.diverged
+
+
+def test_fit_stops_at_a_non_finite_loss(data):
+    calls = []
+
+    def loss_fn(logits, target):
+        calls.append(1)
+        loss = F.cross_entropy(logits, target)
+        return loss * math.inf if len(calls) == 3 else loss
+
+    model = T.digits_mlp()
+    history = T.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, epochs=3,
+                    batch_size=128, generator=torch.Generator().manual_seed(1), loss_fn=loss_fn)
+    assert history.diverged and len(history.step_losses) == 2 and history.val_losses == []
+
+
+@pytest.mark.parametrize("schedule, warmup, first, last_below", [
+    ("constant", 0, 1.0, 1.01),
+    ("constant", 10, 0.01, 1.01),
+    ("cosine", 0, 1.0, 0.01),
+    ("cosine", 10, 0.01, 0.01),
+    ("step", 0, 1.0, 0.02),
+    ("one-cycle", 0, 1 / 25, 1e-4),
+])
+def test_make_scheduler_shapes(schedule, warmup, first, last_below):
+    lrs = schedules.lr_sequence(lambda o: T.make_scheduler(o, schedule, 100, warmup), 1.0, 100)
+    assert lrs[0] == pytest.approx(first)
+    assert lrs[-1] < last_below
+    if warmup:
+        assert lrs[warmup] == pytest.approx(1.0) and max(lrs) == pytest.approx(1.0)
+
+
+def test_make_scheduler_refuses_bad_settings():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="expected a schedule in"):
+        T.make_scheduler(optimizer, "linear", 10)
+    with pytest.raises(ValueError, match="0 <= warmup_steps < total_steps"):
+        T.make_scheduler(optimizer, "cosine", 10, warmup_steps=10)
+
+
+def test_grid_runs_every_setting_once_and_looks_up_the_nearest(data):
+    grid = T.precompute_grid(data, lrs=[0.01, 0.1], schedules_=("constant", "one-cycle"),
+                             warmups=(0, 5), epochs=1, batch_size=256)
+    assert sorted(grid.runs) == [(0.01, "constant", 0), (0.01, "constant", 5),
+                                 (0.01, "one-cycle", 0), (0.1, "constant", 0),
+                                 (0.1, "constant", 5), (0.1, "one-cycle", 0)]
+    assert grid.nearest_lr(0.05) == 0.1 and grid.nearest_lr(0.02) == 0.01
+    assert grid.run(0.08, "constant", 4) is grid.runs[(0.1, "constant", 5)]
+    assert grid.run(0.08, "one-cycle", 5) is grid.runs[(0.1, "one-cycle", 0)]
+    assert grid.seconds > 0
+
+
+def test_runs_are_repeatable(data):
+    first = T.train_digits(data, 0.1, "cosine", 5, epochs=1, batch_size=256)
+    second = T.train_digits(data, 0.1, "cosine", 5, epochs=1, batch_size=256)
+    assert first.step_losses == second.step_losses
