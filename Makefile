@@ -9,6 +9,10 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test test-browser lint unit nbval notebooks exercises verify clean
 
+# Tests and stored outputs run torch single-threaded: the results do not depend on the number
+# of cores, and parallel test workers (each with a kernel) do not oversubscribe the CPU.
+test test-browser unit nbval notebooks: export OMP_NUM_THREADS = 1
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

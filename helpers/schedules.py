@@ -17,7 +17,9 @@ Note: torch computes most of these recursively (each step multiplies the current
 here every step evaluates the closed form, so the value at step t does not depend on the path
 there. The two agree to the last few bits (see chapter 06's verification table). A consequence:
 a learning rate changed by hand between steps is overwritten at the next `step()`, where torch
-would keep scaling it. `ChainedScheduler` (products of schedules) is not provided.
+would keep scaling it. Unlike torch, there is no warning when `scheduler.step()` is called before
+`optimizer.step()`. `ChainedScheduler` (products of schedules) and `ReduceLROnPlateau` are not
+provided.
 """
 
 from __future__ import annotations

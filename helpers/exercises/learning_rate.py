@@ -1,0 +1,251 @@
+"""Checkers for the exercises of chapter 06, the learning rate."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch.optim import lr_scheduler
+
+from helpers import schedules
+from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+
+
+def _torch_lr_at(make_scheduler: Callable, base_lr: float, step: int) -> float:
+    """The learning rate torch's scheduler sets after `step` calls of `scheduler.step()`."""
+    return schedules.lr_sequence(make_scheduler, base_lr, step + 1)[step]
+
+
+def _as_list(learner: Callable) -> Callable:
+    """The learner's function, with a tensor or array result turned into a list of floats."""
+    if not callable(learner):
+        return learner
+
+    def listed(*args):
+        result = learner(*args)
+        return result.tolist() if hasattr(result, "tolist") else result
+
+    return listed
+
+
+def _cosine(t, base_lr, T_max, eta_min):  # noqa: N803
+    return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
+
+
+def check_step_lr(step_lr) -> Verdict:
+    """Task 1: `step_lr(t, base_lr, step_size, gamma)`, StepLR's rate after t steps."""
+    cases = [(7, 0.1, 3, 0.5), (3, 0.1, 3, 0.5), (2, 0.1, 3, 0.5), (0, 0.1, 3, 0.5),
+             (25, 1.0, 10, 0.1), (9, 0.05, 1, 0.9)]
+
+    def reference(t, base_lr, step_size, gamma):
+        return _torch_lr_at(lambda o: lr_scheduler.StepLR(o, step_size, gamma), base_lr, t)
+
+    return check_function("step_lr", step_lr, reference, cases, [
+        Diagnosis(lambda t, lr, s, g: lr * g ** (t / s),
+                  "that is a smooth exponential decay: StepLR decays in stairs, so the exponent "
+                  "is the integer division t // step_size"),
+        Diagnosis(lambda t, lr, s, g: lr * g**t,
+                  "that is ExponentialLR, which decays at every step: StepLR multiplies by "
+                  "gamma only once every step_size steps"),
+        # listed before the next one: where (t + 1) // s differs from t // s, it is t // s + 1
+        Diagnosis(lambda t, lr, s, g: lr * g ** ((t + 1) // s),
+                  "off by one: the first decay happens at t = step_size, not one step earlier"),
+        Diagnosis(lambda t, lr, s, g: lr * g ** (t // s + 1),
+                  "one decay too many: at t = 0 the rate is base_lr itself, gamma ** (t // "
+                  "step_size) starts at gamma ** 0 = 1"),
+        Diagnosis(lambda t, lr, s, g: lr * g * (t // s),
+                  "decays compound: raise gamma to the power t // step_size instead of "
+                  "multiplying by it"),
+    ])
+
+
+def check_cosine_lr(cosine_lr) -> Verdict:
+    """Task 2: `cosine_lr(t, base_lr, T_max, eta_min)`, CosineAnnealingLR's rate at step t
+    (0 <= t <= T_max)."""
+    cases = [(25, 0.1, 100, 0.0), (60, 0.1, 100, 0.0), (100, 0.1, 100, 0.0), (0, 0.1, 100, 0.0),
+             (30, 1.0, 80, 1e-3), (7, 0.5, 10, 0.05), (10, 0.5, 10, 0.05)]
+
+    def reference(t, base_lr, T_max, eta_min):  # noqa: N803
+        return _torch_lr_at(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max, eta_min), base_lr, t)
+
+    return check_function("cosine_lr", cosine_lr, reference, cases, [
+        Diagnosis(lambda t, lr, T, m: m + (lr - m) * math.cos(math.pi * t / T),
+                  "the factor is (1 + cos(pi t / T_max)) / 2, which falls from 1 to 0; cos alone "
+                  "falls from 1 to -1"),
+        Diagnosis(lambda t, lr, T, m: m + (lr - m) * (1 - math.cos(math.pi * t / T)) / 2,
+                  "your rate rises from eta_min to base_lr: the factor is (1 + cos(pi t / "
+                  "T_max)) / 2, which starts at 1"),
+        Diagnosis(lambda t, lr, T, m: m + (lr - m) * (1 + math.cos(t / T)) / 2,
+                  "the angle is pi t / T_max radians: without pi the cosine covers less than a "
+                  "third of its half turn"),
+        Diagnosis(lambda t, lr, T, m: _cosine(t, lr, T - 1, m),
+                  "off by one in the period: divide by T_max, not T_max - 1; the rate reaches "
+                  "eta_min exactly at t = T_max"),
+        Diagnosis(lambda t, lr, T, m: _cosine(t, lr, T + 1, m),
+                  "off by one in the period: divide by T_max, not T_max + 1; the rate reaches "
+                  "eta_min exactly at t = T_max"),
+        Diagnosis(lambda t, lr, T, m: lr * (1 + math.cos(math.pi * t / T)) / 2,
+                  "eta_min is missing: the cosine runs from base_lr down to eta_min, "
+                  "eta_min + (base_lr - eta_min) (1 + cos) / 2"),
+        Diagnosis(lambda t, lr, T, m: m + lr * (1 + math.cos(math.pi * t / T)) / 2,
+                  "the amplitude is base_lr - eta_min: yours starts at base_lr + eta_min"),
+    ])
+
+
+def check_range_test_lrs(range_test_lrs) -> Verdict:
+    """Task 3: `range_test_lrs(start_lr, end_lr, num_iter)`, the geometric sequence of rates."""
+    cases = [(1e-4, 10.0, 6), (1e-3, 1.0, 4), (1e-7, 10.0, 9), (0.5, 2.0, 2)]
+
+    def reference(start, end, n):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=start)
+        factor = (end / start) ** (1 / (n - 1))  # torch: multiply by the same factor each step
+        scheduler = lr_scheduler.ExponentialLR(optimizer, factor)
+        lrs = []
+        for _ in range(n):
+            lrs.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return lrs
+
+    def geometric(start, end, exponents):
+        return [start * (end / start) ** e for e in exponents]
+
+    return check_function("range_test_lrs", _as_list(range_test_lrs), reference, cases, [
+        Diagnosis(lambda s, e, n: geometric(s, e, [i / n for i in range(n)]),
+                  "your last rate stops one factor short of end_lr: the exponent is "
+                  "i / (num_iter - 1), so that it runs from 0 to 1"),
+        Diagnosis(lambda s, e, n: geometric(s, e, [(i + 1) / n for i in range(n)]),
+                  "the first rate must be start_lr itself (exponent 0): use i / (num_iter - 1), "
+                  "which runs from 0 to 1"),
+        Diagnosis(lambda s, e, n: geometric(s, e, [i / n for i in range(n + 1)]),
+                  "num_iter rates, not num_iter + 1: i runs from 0 to num_iter - 1"),
+        Diagnosis(lambda s, e, n: torch.linspace(s, e, n, dtype=torch.float64).tolist(),
+                  "that is linear spacing: the range test multiplies the rate by the same "
+                  "factor at every step, so the rates are evenly spaced on a LOG axis"),
+    ], rtol=1e-5)
+
+
+def check_warmup_cosine_lr(warmup_cosine_lr) -> Verdict:
+    """Task 4: `warmup_cosine_lr(t, base_lr, warmup_steps, total_steps, start_factor)`: linear
+    warm-up, then cosine annealing to 0 at `total_steps` (torch's SequentialLR of the two)."""
+    cases = [(4, 0.5, 10, 60, 0.1), (0, 0.5, 10, 60, 0.1), (10, 0.5, 10, 60, 0.1),
+             (25, 0.5, 10, 60, 0.1), (60, 0.5, 10, 60, 0.1), (2, 1.0, 5, 25, 0.25),
+             (18, 1.0, 5, 25, 0.25)]
+
+    def reference(t, base_lr, warmup, total, start_factor):
+        def make(o):
+            return lr_scheduler.SequentialLR(o, [
+                lr_scheduler.LinearLR(o, start_factor, total_iters=warmup),
+                lr_scheduler.CosineAnnealingLR(o, total - warmup)], milestones=[warmup])
+
+        return _torch_lr_at(make, base_lr, t)
+
+    def schedule(warm_up: Callable, anneal: Callable) -> Callable:
+        def lr(t, base_lr, w, total, s):
+            return warm_up(t, base_lr, w, s) if t < w else anneal(t, base_lr, w, total)
+        return lr
+
+    def linear(t, lr, w, s):
+        return lr * (s + (1 - s) * t / w)
+
+    def restarted(t, lr, w, total):
+        return _cosine(t - w, lr, total - w, 0.0)
+
+    return check_function("warmup_cosine_lr", warmup_cosine_lr, reference, cases, [
+        Diagnosis(schedule(lambda t, lr, w, s: lr * t / w, restarted),
+                  "your warm-up starts at 0: it starts at start_factor * base_lr, with the "
+                  "factor start_factor + (1 - start_factor) t / warmup_steps"),
+        Diagnosis(schedule(lambda t, lr, w, s: lr * (s + (1 - s) * t / (w - 1)), restarted),
+                  "off by one in the warm-up: divide by warmup_steps, not warmup_steps - 1; the "
+                  "factor reaches 1 at t = warmup_steps, where the cosine takes over"),
+        Diagnosis(schedule(linear, lambda t, lr, w, total: _cosine(t, lr, total - w, 0.0)),
+                  "the cosine restarts at the milestone: feed it t - warmup_steps, not t"),
+        Diagnosis(schedule(linear, lambda t, lr, w, total: _cosine(t, lr, total, 0.0)),
+                  "the cosine restarts at the milestone and lasts the remaining total_steps - "
+                  "warmup_steps steps: use t - warmup_steps over T_max = total_steps - "
+                  "warmup_steps"),
+        Diagnosis(schedule(linear, lambda t, lr, w, total: _cosine(t - w, lr, total, 0.0)),
+                  "T_max of the cosine is total_steps - warmup_steps, the steps left after the "
+                  "warm-up: with total_steps the rate never reaches 0"),
+        Diagnosis(schedule(linear, lambda t, lr, w, total: _cosine(t - w, lr, total - w - 1,
+                                                                    0.0)),
+                  "off by one in T_max: the cosine lasts total_steps - warmup_steps steps and "
+                  "reaches 0 exactly at t = total_steps"),
+    ])
+
+
+def check_smooth_losses(smooth_losses) -> Verdict:
+    """Task 5: `smooth_losses(losses, smoothing)`, the bias-corrected moving average of the
+    range test, with beta = 1 - smoothing."""
+    g = seeded(6)
+    cases = [((2.3, 2.0, 2.1, 1.6, 1.7, 1.2), 0.05),
+             (tuple(round(v, 3) for v in (2 + torch.rand(7, generator=g)).tolist()), 0.3),
+             ((3.0,), 0.05)]
+
+    def uncorrected(losses, smoothing):
+        return [m * (1 - (1 - smoothing) ** (i + 1))
+                for i, m in enumerate(schedules.smooth_losses(losses, smoothing))]
+
+    def corrected_in_place(losses, smoothing):
+        beta, average, smoothed = 1 - smoothing, 0.0, []
+        for i, loss in enumerate(losses):
+            average = (beta * average + (1 - beta) * loss) / (1 - beta ** (i + 1))
+            smoothed.append(average)
+        return smoothed
+
+    def running_mean(losses, smoothing):
+        return [sum(losses[:i + 1]) / (i + 1) for i in range(len(losses))]
+
+    return check_function("smooth_losses", _as_list(smooth_losses), schedules.smooth_losses,
+                          cases, [
+        Diagnosis(uncorrected,
+                  "no bias correction: the average starts at 0, so your first values are far "
+                  "too small; report m_i / (1 - beta ** (i + 1))"),
+        Diagnosis(lambda losses, smoothing: schedules.smooth_losses(losses, 1 - smoothing),
+                  "beta = 1 - smoothing is the weight of the OLD average: "
+                  "m_i = beta m_(i-1) + (1 - beta) loss_i"),
+        Diagnosis(corrected_in_place,
+                  "correct only the value you report: keep the uncorrected average m_i for the "
+                  "next step's recursion"),
+        Diagnosis(running_mean,
+                  "that is the running mean of all losses so far: the exponential average "
+                  "forgets old losses by the factor beta at every step"),
+    ])
+
+
+def _rates_used(scheduler_first: bool, steps: int = 5) -> list[float]:
+    """The rates of the first updates of a warm-up LinearLR(start_factor=0.25, total_iters=3)
+    at lr 0.4, with `scheduler.step()` called before or after `optimizer.step()`."""
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.4)
+    scheduler = lr_scheduler.LinearLR(optimizer, start_factor=0.25, total_iters=3)
+    used = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about the wrong order: that is the point
+        for _ in range(steps):
+            if scheduler_first:
+                scheduler.step()
+            used.append(optimizer.param_groups[0]["lr"])  # the rate this update uses
+            optimizer.step()
+            if not scheduler_first:
+                scheduler.step()
+    return used
+
+
+def check_scheduler_first_rates(scheduler_first_rates) -> Verdict:
+    """Task 6 (conceptual): the rates of the first five updates when `scheduler.step()` is
+    called before `optimizer.step()`, for LinearLR(start_factor=0.25, total_iters=3), lr 0.4."""
+    wrong_order, right_order = _rates_used(scheduler_first=True), _rates_used(False)
+    return check_answer("scheduler_first_rates", scheduler_first_rates, wrong_order, [
+        (right_order, "that is the sequence of the right order: here scheduler.step() runs "
+                      "before the first update, so the schedule is one step ahead and its "
+                      "first value, 0.1, is never used"),
+        ([0.1] + right_order[:4], "the other way round: calling the scheduler first puts the "
+                                  "schedule one step AHEAD, not behind"),
+        ([lr / 0.4 for lr in wrong_order], "those are the factors: multiply them by lr = 0.4"),
+        ([lr / 0.4 for lr in right_order], "those are the factors of the right order: multiply "
+                                           "by lr = 0.4, and remember that here the scheduler "
+                                           "steps before the first update"),
+    ])

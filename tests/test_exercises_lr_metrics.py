@@ -1,0 +1,255 @@
+"""Exercise checkers of chapters 06 and 07: typical mistakes get their hint, nothing crashes.
+
+The generic tests of tests/test_exercises.py (solutions pass, student notebooks run and say "not
+implemented yet", student notebooks up to date) cover these chapters' notebooks too.
+"""
+
+import math
+
+import torch
+from exercise_harness import mistake_tests
+
+from helpers.exercises import learning_rate as lr
+from helpers.exercises import metrics as mt
+
+# --------------------------------------------------------------------------------------------
+# Typical wrong answers of a learner, per task: each must be rejected with its hint
+# --------------------------------------------------------------------------------------------
+
+
+def cosine(t, base_lr, T_max, eta_min=0.0):  # noqa: N803
+    return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
+
+
+def warmup_cosine(warm_up, anneal):
+    """A learner's warm-up + cosine, from its two halves."""
+    def schedule(t, base_lr, warmup_steps, total_steps, start_factor):
+        if t < warmup_steps:
+            return warm_up(t, base_lr, warmup_steps, start_factor)
+        return anneal(t, base_lr, warmup_steps, total_steps)
+    return schedule
+
+
+def linear_warm_up(t, base_lr, w, s):
+    return base_lr * (s + (1 - s) * t / w)
+
+
+def cosine_after(t, base_lr, w, total):
+    return cosine(t - w, base_lr, total - w)
+
+
+def ema(losses, smoothing, correct=True, correct_in_place=False):
+    beta, average, out = 1 - smoothing, 0.0, []
+    for i, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * loss
+        if correct_in_place:
+            average /= 1 - beta ** (i + 1)
+        out.append(average / (1 - beta ** (i + 1)) if correct else average)
+    return out
+
+
+def counts(C):  # noqa: N803
+    C = C.double()
+    tp = C.diagonal()
+    return tp, C.sum(0) - tp, C.sum(1) - tp
+
+
+def indexed_confusion(y_true, y_pred, n_classes):
+    C = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    C[y_true, y_pred] += 1  # repeated pairs are counted once
+    return C
+
+
+def one_hot_confusion(y_true, y_pred, n_classes):
+    one_hot = torch.nn.functional.one_hot
+    return one_hot(y_true, n_classes).T.float() @ one_hot(y_pred, n_classes).float()
+
+
+def fbeta_formula(tp, fp, fn, weight_fn, weight_fp, zero=True):
+    numerator = (1 + weight_fn) * tp if weight_fp == 1 else (1 + weight_fp) * tp
+    denominator = numerator + weight_fn * fn + weight_fp * fp
+    return torch.where(denominator > 0, numerator / denominator, 0.0) if zero else (
+        numerator / denominator)
+
+
+def fbeta_via_precision_recall(C, beta=1.0):  # noqa: N803
+    tp, fp, fn = counts(C)
+    p, r = tp / (tp + fp), tp / (tp + fn)  # 0/0 = NaN for an empty column or row
+    return (1 + beta**2) * p * r / (beta**2 * p + r)
+
+
+def batch_precisions(batches):
+    out = []
+    for y_true, y_pred in batches:
+        tp = ((y_pred == 1) & (y_true == 1)).sum().item()
+        predicted = (y_pred == 1).sum().item()
+        out.append(tp / predicted if predicted else math.nan)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def pooled(batches):
+    y_true = torch.cat([t for t, _ in batches])
+    y_pred = torch.cat([p for _, p in batches])
+    return y_true, y_pred
+
+
+MISTAKES = {
+    lr.check_step_lr: [
+        (lambda t, base, s, g: base * g ** (t / s), "integer division"),
+        (lambda t, base, s, g: base * g**t, "that is ExponentialLR"),
+        (lambda t, base, s, g: base * g ** (t // s + 1), "one decay too many"),
+        (lambda t, base, s, g: base * g ** ((t + 1) // s), "off by one"),
+        (lambda t, base, s, g: base * g * (t // s), "decays compound"),
+    ],
+    lr.check_cosine_lr: [
+        (lambda t, base, T, m: m + (base - m) * math.cos(math.pi * t / T), "cos alone"),
+        (lambda t, base, T, m: m + (base - m) * (1 - math.cos(math.pi * t / T)) / 2,
+         "your rate rises"),
+        (lambda t, base, T, m: m + (base - m) * (1 + math.cos(t / T)) / 2, "without pi"),
+        (lambda t, base, T, m: cosine(t, base, T - 1, m), "not T_max - 1"),
+        (lambda t, base, T, m: cosine(t, base, T + 1, m), "not T_max + 1"),
+        (lambda t, base, T, m: base * (1 + math.cos(math.pi * t / T)) / 2, "eta_min is missing"),
+        (lambda t, base, T, m: m + base * (1 + math.cos(math.pi * t / T)) / 2,
+         "the amplitude is base_lr - eta_min"),
+        (lambda t, base, T, m: max(cosine(t, base, T, m), 0.01), "expected 0.0 but got 0.01"),
+    ],
+    lr.check_range_test_lrs: [
+        (lambda s, e, n: [s * (e / s) ** (i / n) for i in range(n)], "one factor short"),
+        (lambda s, e, n: [s * (e / s) ** ((i + 1) / n) for i in range(n)],
+         "must be start_lr itself"),
+        (lambda s, e, n: [s * (e / s) ** (i / n) for i in range(n + 1)], "not num_iter + 1"),
+        (lambda s, e, n: torch.linspace(s, e, n, dtype=torch.float64), "linear spacing"),
+        (lambda s, e, n: torch.linspace(s, e, n), "linear spacing"),  # a float32 tensor
+    ],
+    lr.check_warmup_cosine_lr: [
+        (warmup_cosine(lambda t, base, w, s: base * t / w, cosine_after), "starts at 0"),
+        (warmup_cosine(lambda t, base, w, s: base * (s + (1 - s) * t / (w - 1)), cosine_after),
+         "off by one in the warm-up"),
+        (warmup_cosine(linear_warm_up, lambda t, base, w, total: cosine(t, base, total - w)),
+         "feed it t - warmup_steps, not t"),
+        (warmup_cosine(linear_warm_up, lambda t, base, w, total: cosine(t, base, total)),
+         "restarts at the milestone and lasts"),
+        (warmup_cosine(linear_warm_up, lambda t, base, w, total: cosine(t - w, base, total)),
+         "never reaches 0"),
+        (warmup_cosine(linear_warm_up,
+                       lambda t, base, w, total: cosine(t - w, base, total - w - 1)),
+         "off by one in T_max"),
+    ],
+    lr.check_smooth_losses: [
+        (lambda losses, smoothing: ema(losses, smoothing, correct=False), "no bias correction"),
+        (lambda losses, smoothing: ema(losses, 1 - smoothing), "weight of the OLD average"),
+        (lambda losses, smoothing: ema(losses, smoothing, correct=False, correct_in_place=True),
+         "keep the uncorrected average"),
+        (lambda losses, smoothing: torch.tensor(losses).cumsum(0)
+         / torch.arange(1, len(losses) + 1), "running mean"),
+    ],
+    lr.check_scheduler_first_rates: [
+        (lambda: [0.1, 0.2, 0.3, 0.4, 0.4], "the right order"),
+        (lambda: [0.1, 0.1, 0.2, 0.3, 0.4], "AHEAD, not behind"),
+        (lambda: [0.5, 0.75, 1.0, 1.0, 1.0], "those are the factors"),
+        (lambda: [0.25, 0.5, 0.75, 1.0, 1.0], "those are the factors"),
+        (lambda: [0.2, 0.3, 0.4], "not the expected answer"),
+    ],
+    mt.check_confusion_matrix: [
+        (lambda y, p, k: torch.bincount(p * k + y, minlength=k * k).reshape(k, k),
+         "you built the transpose"),
+        (indexed_confusion, "does not add up repeated index pairs"),
+        (lambda y, p, k: torch.bincount(y * k + p, minlength=k * k).reshape(k, k) / len(y),
+         "counts, not shares"),
+        (one_hot_confusion, "keep them as integers"),
+        (lambda y, p, k: torch.bincount(y * k + p).reshape(k, k), "raised RuntimeError"),
+    ],
+    mt.check_precision_recall: [
+        (lambda C: (C.diagonal() / C.sum(1).double(), C.diagonal() / C.sum(0).double()),
+         "swapped"),
+        (lambda C: (C.diagonal() / C.sum(1).double(),) * 2, "which is recall"),
+        (lambda C: (C.diagonal() / C.sum(0).double(),) * 2, "which is precision"),
+        (lambda C: (counts(C)[0] / C.sum(0), (C.sum() - C.sum(1) - counts(C)[1])
+                    / (C.sum() - C.sum(1))), "specificity"),
+        (lambda C: (counts(C)[0] / C.sum(), counts(C)[0] / C.sum()), "not by the number"),
+        (lambda C: (C.diagonal() / C.sum(0), C.diagonal() / C.sum(1)), "C.double()"),
+    ],
+    mt.check_fbeta: [
+        (lambda C, b: fbeta_formula(*counts(C), b, 1), "beta SQUARED"),
+        (lambda C, b: fbeta_formula(*counts(C), 1, b**2), "beta² multiplies FN"),
+        (lambda C, b: fbeta_formula(*counts(C), 1, 1), "F1 whatever beta is"),
+        (lambda C, b: fbeta_formula(*counts(C), b**2, 1, zero=False), "return 0 there"),
+        (fbeta_via_precision_recall, "compute F from the counts"),
+    ],
+    mt.check_macro_f1: [
+        (lambda C: (C.diagonal().sum() / C.sum()).item(), "that is micro-F1"),
+        (lambda C: (lambda p, r: 2 * p * r / (p + r))(
+            (C.diagonal() / C.sum(0)).mean(), (C.diagonal() / C.sum(1)).mean()),
+         "F1 of the macro precision"),
+        (lambda C: ((C.sum(1) * fbeta_formula(*counts(C), 1, 1)).sum() / C.sum()).item(),
+         "support-weighted"),
+        (lambda C: fbeta_via_precision_recall(C).mean(), "NaN"),
+        (lambda C: fbeta_via_precision_recall(C).nanmean(), "still counts"),
+    ],
+    mt.check_precision_over_batches: [
+        (lambda batches: batch_precisions(batches).mean(), "not a mean of per-batch"),
+        (lambda batches: batch_precisions(batches).nanmean().item(), "leaving out the batches"),
+        (lambda batches: batch_precisions(batches).nan_to_num(0.0).mean(), "0 is not its value"),
+        (lambda batches: (torch.tensor([len(t) for t, _ in batches])
+                          * batch_precisions(batches).nan_to_num(0.0)).sum()
+         / sum(len(t) for t, _ in batches), "weighting the per-batch precisions"),
+        (lambda batches: (lambda y, p: ((y == 1) & (p == 1)).sum() / (y == 1).sum())(
+            *pooled(batches)).item(), "that is recall"),
+        (lambda batches: batch_precisions(batches[-1:])[0], "the last batch alone"),
+    ],
+    mt.check_accuracy_misleads: [
+        (lambda: (0.99, 1.0, 0.978, 0.9), "recall of the NEGATIVE class"),
+        (lambda: (0.99, 0.0, 0.978, 0.3), "9 / 30 is its precision"),
+        (lambda: (0.01, 0.0, 0.978, 0.9), "right on all 990 negatives"),
+        (lambda: (0.99, 0.0, 0.979, 0.9), "both kinds of error"),
+        (lambda: (0.99, 0.0, 0.978), "not the expected answer"),
+    ],
+}
+(test_a_typical_mistake_is_rejected_with_its_hint,
+ test_every_task_has_at_least_two_diagnosed_mistakes,
+ test_a_missing_answer_says_not_implemented,
+ test_checkers_never_crash_on_broken_answers,
+ test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+
+
+# --------------------------------------------------------------------------------------------
+# What the checkers accept: every correct form, and nothing else
+# --------------------------------------------------------------------------------------------
+
+
+def test_list_tasks_accept_a_tensor_or_a_list():
+    def geometric(s, e, n):
+        return s * (e / s) ** (torch.arange(n, dtype=torch.float64) / (n - 1))
+
+    assert lr.check_range_test_lrs(geometric).passed
+    assert lr.check_range_test_lrs(lambda s, e, n: geometric(s, e, n).tolist()).passed
+    assert lr.check_range_test_lrs(lambda s, e, n: geometric(s, e, n).float()).passed
+    assert lr.check_smooth_losses(lambda losses, smoothing: torch.tensor(
+        ema(losses, smoothing), dtype=torch.float64)).passed
+
+
+def test_scalar_tasks_accept_a_float_or_a_0d_tensor():
+    def macro(C):  # noqa: N803
+        tp, fp, fn = counts(C)
+        return fbeta_formula(tp, fp, fn, 1, 1).mean()
+
+    assert mt.check_macro_f1(macro).passed and mt.check_macro_f1(lambda C: macro(C).item()).passed
+    assert mt.check_macro_f1(lambda C: macro(C).float()).passed
+
+
+def test_a_confusion_matrix_built_with_index_put_accumulate_passes():
+    def accumulated(y_true, y_pred, n_classes):
+        C = torch.zeros(n_classes, n_classes, dtype=torch.long)
+        return C.index_put_((y_true, y_pred), torch.ones_like(y_true), accumulate=True)
+
+    assert mt.check_confusion_matrix(accumulated).passed
+
+
+def test_a_schedule_that_clamps_past_the_end_is_still_checked_inside_the_range():
+    # the task asks for 0 <= t <= T_max only, so clamping beyond it is not a mistake
+    assert lr.check_cosine_lr(lambda t, base, T, m: cosine(min(t, T), base, T, m)).passed
+
+
+def test_the_batches_describe_themselves_in_one_line():
+    message = mt.check_precision_over_batches(lambda batches: 0.123).message
+    assert "3 batches (y_true, y_pred) of sizes 5, 3, 8" in message and "tensor" not in message

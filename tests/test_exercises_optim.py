@@ -1,0 +1,492 @@
+"""Exercise checkers of chapters 03-05: typical mistakes get their hint, nothing crashes, and the
+references the checkers compare with are torch's own behaviour."""
+
+import math
+
+import pytest
+import torch
+from exercise_harness import mistake_tests
+
+from helpers import exercises as E
+from helpers.exercises import adaptive as ad
+from helpers.exercises import gradient_descent as gd
+from helpers.exercises import momentum as mo
+from helpers.surfaces import quadratic, stable_learning_rate
+
+
+def eigenvalues(A):
+    return torch.linalg.eigvalsh(A)
+
+
+def with_ones(X):
+    return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Wrong answers a learner might write, per task
+# --------------------------------------------------------------------------------------------
+
+
+def regression_gd(X, y, lr, steps, factor=2.0, mean=True, bias=True, sign=1.0):
+    Xt = with_ones(X) if bias else X
+    w = torch.zeros(Xt.shape[1], dtype=X.dtype)
+    for _ in range(steps):
+        residual = Xt @ w - y
+        w -= sign * lr * factor * Xt.T @ residual / (len(y) if mean else 1)
+    return w if bias else torch.cat([w, torch.zeros(1, dtype=X.dtype)])
+
+
+def sgd(param, grad, buf, lr, momentum, dampening=0.0, weight_decay=0.0, nesterov=False,
+        zero_init=False, velocity=False, damp_weight=None, carry=True, look_ahead=True,
+        nesterov_mu=True, decay="grad", sign=1.0):
+    """A learner's SGD step, with one of the mistakes switched on."""
+    if decay == "grad":
+        grad = grad + weight_decay * param
+    scale = lr if velocity else 1.0
+    weight = (1 - dampening) if damp_weight is None else damp_weight(momentum, dampening)
+    if buf is None:
+        buf = (1 - dampening) * grad * scale if zero_init else grad * scale
+    elif carry:
+        buf = momentum * buf + weight * grad * scale
+    else:
+        buf = grad.clone()
+    if nesterov and look_ahead:
+        direction = grad + (momentum if nesterov_mu else 1.0) * buf
+    else:
+        direction = buf
+    if decay == "after":
+        direction = direction + weight_decay * param
+    if decay == "decoupled":
+        param = param - lr * weight_decay * param
+    return param - sign * (1.0 if velocity else lr) * direction, buf
+
+
+def adagrad(param, grad, state_sum, lr, eps=1e-10, fresh=False, root=True, inside=False,
+            absolute=False):
+    state_sum = grad**2 if fresh else state_sum + (grad.abs() if absolute else grad**2)
+    if inside:
+        denom = torch.sqrt(state_sum + eps)
+    else:
+        denom = (torch.sqrt(state_sum) if root else state_sum) + eps
+    return param - lr * grad / denom, state_sum
+
+
+def rmsprop(param, grad, square_avg, lr, alpha=0.99, eps=1e-8, inside=False, swapped=False,
+            root=True, summed=False, squared=True):
+    g2 = grad * grad if squared else grad
+    if summed:
+        square_avg = square_avg + g2
+    elif swapped:
+        square_avg = (1 - alpha) * square_avg + alpha * g2
+    else:
+        square_avg = alpha * square_avg + (1 - alpha) * g2
+    if inside:
+        denom = torch.sqrt(square_avg + eps)
+    else:
+        denom = (square_avg.sqrt() if root else square_avg) + eps
+    return param - lr * grad / denom, square_avg
+
+
+def adam(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None,
+         correct=(True, True), eps_mode="outside", t_shift=0, store=True, decay="decoupled",
+         default_decay=1e-2):
+    """A learner's Adam / AdamW step (weight_decay None: plain Adam), one mistake switched on."""
+    beta1, beta2 = betas
+    state = dict(state)
+    t = state["step"] + 1
+    if weight_decay is None and decay != "default":
+        weight_decay, decay = 0.0, "none"
+    if decay == "default":
+        weight_decay = 0.0 if weight_decay is None else weight_decay
+        decay = "decoupled"
+    if decay == "l2":
+        grad = grad + weight_decay * param
+    elif decay == "decoupled":
+        param = param - lr * weight_decay * param
+    elif decay == "no lr":
+        param = param - weight_decay * param
+    m = state["exp_avg"] * beta1 + grad * (1 - beta1)
+    v = state["exp_avg_sq"] * beta2 + grad**2 * (1 - beta2)
+    tc = t + t_shift
+    m_hat = m / (1 - beta1**tc) if correct[0] else m
+    v_hat = v / (1 - beta2**tc) if correct[1] else v
+    if eps_mode == "outside":
+        update = m_hat / (v_hat.sqrt() + eps)
+    elif eps_mode == "inside":
+        update = m_hat / (v_hat + eps).sqrt()
+    else:  # the paper's "efficient" form: eps added to sqrt(v_t)
+        update = m_hat * math.sqrt(1 - beta2**tc) / (v.sqrt() + eps)
+    param = param - lr * update
+    if decay == "after":
+        param = param * (1 - lr * weight_decay)
+    state.update(step=t if store else state["step"], exp_avg=m, exp_avg_sq=v)
+    return param, state
+
+
+def adamw(**mistake):
+    def step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        return adam(param, grad, state, lr, betas, eps, weight_decay, **mistake)
+    return step
+
+
+def torch_unused_weight(optimizer_class):
+    w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    optimizer = optimizer_class([w], lr=0.01, weight_decay=0.1)
+    for _ in range(10):
+        w.grad = torch.zeros_like(w)
+        optimizer.step()
+    return w.item()
+
+
+def kwargs(fn, **fixed):
+    return lambda *args, **options: fn(*args, **options, **fixed)
+
+
+MISTAKES = {
+    gd.check_gd_step: [
+        (lambda A, b, t, lr: t + lr * (A @ t - b), "you stepped uphill"),
+        (lambda A, b, t, lr: t - lr * A @ t, "linear term is missing"),
+        (lambda A, b, t, lr: t - lr * (A @ t + b), "the sign of b"),
+        (lambda A, b, t, lr: t - lr * (0.5 * A @ t - b), "the 1/2 cancels"),
+        (lambda A, b, t, lr: t - lr * (0.5 * t @ A @ t - b @ t), "value f(theta)"),
+        (lambda A, b, t, lr: (t - lr * (A @ t - b))[None], "expected shape (2,) but got (1, 2)"),
+    ],
+    gd.check_stable_lr: [
+        (lambda A: 2 / eigenvalues(A)[0].item(), "not 2 / lambda_min"),
+        (lambda A: 1 / eigenvalues(A)[-1].item(), "oscillate but still converge"),
+        (lambda A: 2 / (eigenvalues(A)[0] + eigenvalues(A)[-1]), "BEST learning rate"),
+        (lambda A: 2 / A.diagonal().max(), "eigenvalues only of a diagonal matrix"),
+        (lambda A: 2 / A.trace(), "SUM of the eigenvalues"),
+        (lambda A: 2 / eigenvalues(A), "expected 0.6666666666666666 but got tensor"),
+    ],
+    gd.check_diverging_lrs: [
+        (lambda: [0.5, 1.5, 2.5], "not 5 and 5"),
+        (lambda: {2.5}, "not 2 / lambda_min"),
+        (lambda: (0.2, 0.21, 0.25, 0.5, 1.5, 2.5), "still converge"),
+        (lambda: torch.tensor([0.21, 0.25, 0.5, 1.5, 2.5]), "0.21 still converges"),
+        (lambda: [], "some of them do diverge"),
+        (lambda: [0.25, 0.5], "not the expected answer"),
+    ],
+    gd.check_convergence_rate: [
+        (lambda A, lr: (1 - lr * eigenvalues(A)).max().item(), "take the absolute value"),
+        (lambda A, lr: abs(1 - lr * eigenvalues(A)[-1].item()), "not only lambda_max"),
+        (lambda A, lr: abs(1 - lr * eigenvalues(A)[0].item()), "not only lambda_min"),
+        (lambda A, lr: (1 - lr * eigenvalues(A)).abs().min().item(), "max, not min"),
+        (lambda A, lr: (eigenvalues(A)[-1] / eigenvalues(A)[0] - 1)
+         / (eigenvalues(A)[-1] / eigenvalues(A)[0] + 1), "best rate"),
+    ],
+    gd.check_normal_equations: [
+        (lambda X, y: torch.cat([torch.linalg.solve(X.T @ X, X.T @ y),
+                                 torch.zeros(1, dtype=X.dtype)]), "the bias is missing"),
+        (lambda X, y: torch.cat([torch.linalg.solve(X.T @ X, X.T @ y), y.mean()[None]]),
+         "not the joint least-squares solution"),
+        (lambda X, y: torch.linalg.lstsq(torch.cat([torch.ones(len(X), 1, dtype=X.dtype), X], 1),
+                                         y[:, None]).solution.squeeze(1), "put the bias LAST"),
+        (lambda X, y: torch.linalg.pinv(X) @ y, "expected shape (4,) but got (3,)"),
+    ],
+    gd.check_linear_regression_gd: [
+        (lambda X, y, lr, steps: torch.linalg.lstsq(with_ones(X), y[:, None]).solution[:, 0],
+         "that is the closed form"),
+        (kwargs(regression_gd, factor=1.0), "factor 2 of the gradient is missing"),
+        (kwargs(regression_gd, mean=False), "gradient of the SUM of squares"),
+        (kwargs(regression_gd, bias=False), "the bias is never trained"),
+        (kwargs(regression_gd, sign=-1.0), "the sign is flipped"),
+        (lambda X, y, lr, steps: regression_gd(X, y, lr, steps + 1), "one step too many"),
+    ],
+    mo.check_minibatch_gradient: [
+        (lambda X, y, w, i: 2 / len(X) * X[i].T @ (X[i] @ w - y[i]), "not by N"),
+        (lambda X, y, w, i: 2 / len(X) * X.T @ (X @ w - y), "full-batch gradient"),
+        (lambda X, y, w, i: 2 * X[i].T @ (X[i] @ w - y[i]), "MEAN over the batch"),
+        (lambda X, y, w, i: X[i].T @ (X[i] @ w - y[i]) / len(i), "factor 2"),
+        (lambda X, y, w, i: 2 / len(i) * X[i].T @ (y[i] - X[i] @ w), "sign is flipped"),
+    ],
+    mo.check_minibatch_variance: [
+        (lambda: 0.4, "WITH replacement"),
+        (lambda: 0.36, "N - 1 below"),
+        (lambda: 4 / 100 * 90 / 99, "not by b^2"),
+        (lambda: 4 * 90 / 99, "divides the variance by b"),
+        (lambda: 4 / 10**0.5, "VARIANCE falls like 1/b"),
+    ],
+    mo.check_noise_floor: [
+        (lambda lr, lam, s: lr * s**2 / (lam * (2 - lr * lam)), "stationary variance"),
+        (lambda lr, lam, s: lr * s**2 / 4, "small-lr approximation"),
+        (lambda lr, lam, s: lr * s / (2 * (2 - lr * lam)), "standard deviation"),
+        (lambda lr, lam, s: lr * s**2 / (2 * (2 + lr * lam)), "(1 - lr lambda)^2 v"),
+    ],
+    mo.check_momentum_step: [
+        (kwargs(sgd, zero_init=True), "starts the buffer at the first gradient"),
+        (kwargs(sgd, velocity=True), "textbook velocity"),
+        (kwargs(sgd, damp_weight=lambda mu, tau: tau), "weight (1 - dampening), not dampening"),
+        (kwargs(sgd, damp_weight=lambda mu, tau: 1 - mu), "exponential moving average"),
+        (kwargs(sgd, carry=False), "never carried over"),
+        (kwargs(sgd, sign=-1.0), "you stepped uphill"),
+        (lambda p, g, b, lr, momentum, dampening=0.0: (
+            p - lr * (g if b is None else b), g if b is None else momentum * b + g),
+         "after step 2, param differs"),
+    ],
+    mo.check_sgd_step: [
+        (kwargs(sgd, look_ahead=False), "along the look-ahead"),
+        (kwargs(sgd, nesterov_mu=False), "the factor momentum is missing"),
+        (kwargs(sgd, decay="after"), "BEFORE it enters the buffer"),
+        (kwargs(sgd, decay="decoupled"), "BEFORE it enters the buffer"),
+        (kwargs(sgd, decay="none"), "weight_decay is ignored"),
+        (kwargs(sgd, zero_init=True), "starts the buffer at the first gradient"),
+    ],
+    mo.check_momentum_limits: [
+        (lambda: (0.2, 0.2), "momentum moves the limit"),
+        (lambda: (2 * 1.9 / 28, 0.38), "the other way round"),
+        (lambda: [0.38, 0.38], "Nesterov's limit is narrower"),
+        (lambda: (2.0, 2.0), "effective step size"),
+        (lambda: (3.8, 3.8 / 2.8), "divide by lambda_max"),
+    ],
+    ad.check_adagrad_step: [
+        (kwargs(adagrad, fresh=True), "Adagrad ACCUMULATES"),
+        (kwargs(adagrad, root=False), "square ROOT of the sum"),
+        (kwargs(adagrad, inside=True), "eps inside the square root"),
+        (kwargs(adagrad, absolute=True), "not |g_t|"),
+        (lambda p, g, s, lr, eps=1e-10: (p - lr * g / (s + g * g).sqrt(), s + g * g),
+         "after step 1, param differs at index [0]"),
+    ],
+    ad.check_rmsprop_step: [
+        (kwargs(rmsprop, inside=True), "eps inside the square root"),
+        (kwargs(rmsprop, swapped=True), "alpha multiplies the OLD average"),
+        (kwargs(rmsprop, root=False), "ROOT mean square"),
+        (kwargs(rmsprop, summed=True), "Adagrad's sum"),
+        (kwargs(rmsprop, squared=False), "SQUARED gradient"),
+        (lambda p, g, v, lr, alpha=0.99, eps=1e-8: rmsprop(p, g, v, lr, alpha, eps)[0],
+         "return the pair (param, square_avg), but it returned a tensor of shape (4,)"),
+    ],
+    ad.check_first_step: [
+        (lambda: (1.0, 0.1), "the denominator is biased too"),
+        (lambda: (1.0, 100.0), "under a square root"),
+        (lambda: (0.1 / 0.001**0.5, 1.0), "the other way round"),
+        (lambda: 1.0, "not the expected answer"),
+    ],
+    ad.check_adam_step: [
+        (kwargs(adam, correct=(False, False)), "no bias correction"),
+        (kwargs(adam, correct=(True, False)), "corrected m but not v"),
+        (kwargs(adam, correct=(False, True)), "corrected v but not m"),
+        (kwargs(adam, eps_mode="inside"), "eps inside the square root"),
+        (kwargs(adam, eps_mode="before"), "AFTER the bias correction"),
+        (kwargs(adam, t_shift=-1), "increment the step first"),
+        (kwargs(adam, store=False), "store the new step count"),
+        (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8: (adam(p, g, s, lr, betas, eps)[0],
+                                                            {"step": s["step"] + 1}),
+         "has no key 'exp_avg'"),
+        (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8: (
+            adam(p, g, s, lr, betas, eps)[0], list(adam(p, g, s, lr, betas, eps)[1].values())),
+         "expected the state as a dict"),
+    ],
+    ad.check_adamw_step: [
+        (adamw(decay="l2"), "that is Adam(weight_decay=...)"),
+        (adamw(decay="no lr"), "scaled by the learning rate"),
+        (adamw(decay="after"), "shrinks the OLD parameter"),
+        (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0: adam(
+            p, g, s, lr, betas, eps, weight_decay, decay="default"), "default weight_decay"),
+        (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2: adam(
+            p, g, s, lr, betas, eps), "the weight decay is missing"),
+    ],
+    ad.check_unused_weight: [
+        (lambda: 1.0, "even when the loss gives it no gradient"),
+        (lambda: 0.99, "the decay compounds"),
+        (lambda: 0.9**10, "with the learning rate"),
+        (lambda: torch_unused_weight(torch.optim.Adam), "that is Adam(weight_decay=0.1)"),
+    ],
+}
+(test_a_typical_mistake_is_rejected_with_its_hint,
+ test_every_task_has_at_least_two_diagnosed_mistakes,
+ test_a_missing_answer_says_not_implemented,
+ test_checkers_never_crash_on_broken_answers,
+ test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+
+
+# --------------------------------------------------------------------------------------------
+# The step checker: what a learner's step may get wrong besides the formula
+# --------------------------------------------------------------------------------------------
+
+
+def right_adam(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+    return adam(param, grad, state, lr, betas, eps)
+
+
+def test_a_step_that_updates_its_inputs_in_place_passes():
+    def in_place(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+        beta1, beta2 = betas
+        state["step"] += 1
+        t = state["step"]
+        state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (state["exp_avg_sq"] / (1 - beta2**t)).sqrt_().add_(eps)
+        param.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**t))
+        return param, state
+
+    assert ad.check_adam_step(in_place).passed
+    assert ad.check_adam_step(right_adam).passed
+
+
+def test_a_state_with_extra_entries_or_a_tensor_step_passes():
+    def tensor_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+        param, state = right_adam(param, grad, state, lr, betas, eps)
+        return param, {**state, "step": torch.tensor(float(state["step"])), "note": "mine"}
+
+    assert ad.check_adam_step(tensor_step).passed
+
+
+@pytest.mark.parametrize("returned, complaint", [
+    (lambda p, s: (p.tolist(), s), "expected the new parameter as a tensor, but your function "
+                                   "returned a list"),
+    (lambda p, s: (p, s, 0), "but it returned a tuple of 3 items"),
+    (lambda p, s: (p.double(), s), "expected param of dtype torch.float32, but got "
+                                   "torch.float64"),
+    (lambda p, s: (p, {**s, "step": "one"}), "expected state['step'] to be a number, but got "
+                                             "a str"),
+    (lambda p, s: (p.flatten(), s), "expected param of shape (2, 3), but got (6,)"),
+])
+def test_step_protocol_problems_are_named(returned, complaint):
+    def learner(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+        return returned(*right_adam(param, grad, state, lr, betas, eps))
+
+    verdict = ad.check_adam_step(learner)
+    assert verdict.status == E.WRONG and complaint in verdict.message, verdict.message
+
+
+def test_a_difference_names_the_step_the_entry_and_the_case():
+    def late(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+        param, state = right_adam(param, grad, state, lr, betas, eps)
+        if state["step"] == 3:
+            state["exp_avg"] = state["exp_avg"] + 1
+        return param, state
+
+    message = ad.check_adam_step(late).message
+    assert message.startswith("after step 3, state['exp_avg'] differs at index")
+    assert "(case 1: a torch.float64 parameter of shape (4,), 5 steps, lr=0.01)" in message
+
+
+# --------------------------------------------------------------------------------------------
+# The references and expected answers are the real behaviour
+# --------------------------------------------------------------------------------------------
+
+
+def torch_run(optimizer_class, case, state_keys, **options):
+    """Params and the named state entries after each step of a torch optimizer on `case`."""
+    param = case.param.clone().requires_grad_(True)
+    optimizer = optimizer_class([param], **options)
+    history = []
+    for grad in case.grads:
+        param.grad = grad.clone()
+        optimizer.step()
+        state = optimizer.state[param]
+        history.append([param.detach().clone()] + [state[key].clone() for key in state_keys])
+    return history
+
+
+def checker_run(reference, case, state_keys):
+    param, state, history = case.param, case.state, []
+    for grad in case.grads:
+        param, state = reference(param, grad, state, **case.options)
+        entries = [state[k] for k in state_keys] if isinstance(state, dict) else [state]
+        history.append([param] + entries)
+    return history
+
+
+@pytest.mark.parametrize("cases, reference, optimizer_class, keys, options", [
+    (mo.momentum_cases, mo._sgd_reference, torch.optim.SGD, ["momentum_buffer"], {}),
+    (mo.sgd_cases, mo._sgd_reference, torch.optim.SGD, ["momentum_buffer"], {}),
+    (ad.adagrad_cases, ad._adagrad_reference, torch.optim.Adagrad, ["sum"], {}),
+    (ad.rmsprop_cases, ad._rmsprop_reference, torch.optim.RMSprop, ["square_avg"], {}),
+    (ad.adam_cases, ad._adam_reference, torch.optim.Adam, ["exp_avg", "exp_avg_sq"], {}),
+    (ad.adamw_cases, ad._adamw_reference, torch.optim.AdamW, ["exp_avg", "exp_avg_sq"], {}),
+], ids=["momentum", "sgd", "adagrad", "rmsprop", "adam", "adamw"])
+def test_step_references_equal_torch_optim(cases, reference, optimizer_class, keys, options):
+    compared = 0
+    for case in cases():
+        state = case.state
+        if isinstance(state, dict) and state["step"] != 0:
+            continue  # a mid-run state: torch's optimizers start fresh
+        extra = {}
+        if optimizer_class is torch.optim.Adagrad:
+            extra["initial_accumulator_value"] = state.flatten()[0].item()
+        ours = checker_run(reference, case, keys if isinstance(state, dict) else [])
+        theirs = torch_run(optimizer_class, case, keys, **case.options, **extra)
+        for mine, torch_entries in zip(ours, theirs):
+            for a, b in zip(mine, torch_entries):
+                torch.testing.assert_close(a, b)
+        compared += 1
+    assert compared >= 2
+
+
+def test_regression_gd_reference_equals_torch_optim_sgd_on_nn_linear():
+    for X, y in gd._regressions():
+        model = torch.nn.Linear(X.shape[1], 1, dtype=X.dtype)
+        torch.nn.init.zeros_(model.weight)
+        torch.nn.init.zeros_(model.bias)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        for _ in range(7):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(X).squeeze(1), y).backward()
+            optimizer.step()
+        fitted = torch.cat([model.weight.detach().squeeze(0), model.bias.detach()])
+        mine = gd._gradient_descent(X, y, 0.05, 7, gd._mse_gradient)
+        torch.testing.assert_close(mine, fitted, rtol=1e-5, atol=1e-6)
+
+
+def test_the_diverging_learning_rates_really_diverge():
+    def diverges(lr):
+        theta = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        for _ in range(100):
+            theta = theta - lr * gd.DIVERGENCE_MATRIX @ theta
+        return theta.norm().item() > 1e6
+
+    measured = [lr for lr in gd.CANDIDATE_LRS if diverges(lr)]
+    assert gd.check_diverging_lrs(lambda: measured).passed
+    assert measured[0] > 2 / 9 > max(lr for lr in gd.CANDIDATE_LRS if lr not in measured)
+
+
+def test_the_stable_lr_and_the_rate_are_what_gradient_descent_does():
+    for A in gd._matrices():
+        limit = 2 / eigenvalues(A)[-1].item()
+        theta0 = torch.ones(len(A), dtype=A.dtype)
+        for factor, diverged in ((0.97, False), (1.03, True)):
+            path = [theta0]
+            for _ in range(400):
+                path.append(path[-1] - factor * limit * A @ path[-1])
+            assert (path[-1].norm() > 1e3) == diverged
+            rate = (path[400].norm() / path[300].norm()).item() ** (1 / 100)
+            expected = (1 - factor * limit * eigenvalues(A)).abs().max().item()
+            assert abs(rate - expected) < 1e-3
+    bowl = quadratic(condition_number=9.0, angle=0.6)
+    assert abs(stable_learning_rate(bowl) - 2 / 9) < 1e-12
+
+
+def test_the_momentum_limits_are_helpers_surfaces_limits():
+    bowl = quadratic(condition_number=10.0)
+    limits = (stable_learning_rate(bowl, 0.9), stable_learning_rate(bowl, 0.9, nesterov=True))
+    assert mo.check_momentum_limits(lambda: limits).passed
+
+
+def test_the_unused_weight_answer_is_what_adamw_does():
+    assert ad.check_unused_weight(lambda: torch_unused_weight(torch.optim.AdamW)).passed
+
+
+def test_the_first_step_answer_is_what_adam_does():
+    param = torch.tensor([2.0, -3.0], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([param], lr=0.01, eps=1e-12)
+    param.grad = torch.tensor([0.5, 7.0], dtype=torch.float64)
+    optimizer.step()
+    ratio = ((param.detach() - torch.tensor([2.0, -3.0], dtype=torch.float64)).abs() / 0.01)
+    uncorrected = 0.1 / math.sqrt(0.001)
+    assert ad.check_first_step(lambda: (ratio[1].item(), uncorrected)).passed
+    torch.testing.assert_close(ratio, torch.ones(2, dtype=torch.float64))
+
+
+def test_the_noise_floor_formula_matches_a_simulation():
+    generator = torch.Generator().manual_seed(0)
+    lr, lam, s = 0.15, 10.0, 2.0
+    theta = torch.zeros(20000, dtype=torch.float64)
+    for _ in range(200):
+        theta = theta - lr * (lam * theta + s * torch.randn(20000, generator=generator,
+                                                              dtype=torch.float64))
+    measured = (lam / 2 * theta**2).mean().item()
+    predicted = lr * s**2 / (2 * (2 - lr * lam))
+    assert abs(measured - predicted) < 0.03 * predicted
+    assert mo.check_noise_floor(lambda lr_, lam_, s_: lr_ * s_**2 / (2 * (2 - lr_ * lam_))).passed
