@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,6 +127,39 @@ def test_a_learner_mutating_its_input_cannot_spoil_the_reference():
         return (x**2).mean()
 
     assert mse.check_mse(in_place).passed
+
+
+def test_a_number_may_come_as_python_numpy_or_tensor_value():
+    def check(answer):
+        return E.check_answer("task", lambda: answer, 0.1)
+
+    float32_rounded = np.nextafter(np.float32(0.1), np.float32(1))  # float32 arithmetic's result
+    assert all(check(a).passed for a in (0.1, float32_rounded, np.array([0.1]), torch.tensor(0.1)))
+    assert not any(check(a).passed for a in (True, "0.1", torch.tensor([0.1, 0.1]), 0.2))
+
+
+def test_a_list_answer_may_come_as_a_tensor_or_an_array():
+    for answer in ([0.1, 0.2], torch.tensor([0.1, 0.2]), np.array([0.1, 0.2])):
+        assert E.check_answer("task", lambda a=answer: a, [0.1, 0.2]).passed
+    assert not E.check_answer("task", lambda: torch.tensor([0.1, 0.3]), [0.1, 0.2]).passed
+
+
+def test_a_mistake_that_agrees_on_one_input_only_does_not_get_its_hint():
+    cases = [(1.0,), (3.0,)]
+    square, double = (lambda x: x**2), (lambda x: 2 * x)
+    mistake = [E.Diagnosis(double, "you doubled")]
+    learner = lambda x: 2.0 if x == 1 else x + 4  # noqa: E731 - equals `double` at x = 1 only
+    assert E.check_function("task", double, square, cases, mistake).message == "you doubled"
+    verdict = E.check_function("task", learner, square, cases, mistake)
+    assert verdict.status == E.WRONG and "doubled" not in verdict.message
+
+
+def test_a_rounding_size_difference_is_shown_with_the_digits_that_differ():
+    expected = torch.tensor([1.0, 1.097190001], dtype=torch.float64)
+    message = E.values_differ(expected + torch.tensor([0.0, 1e-9], dtype=torch.float64), expected)
+    assert message.startswith(" at index [1]: yours 1.09719") and "float32-sized" in message
+    assert message.count("1.0971900") == 2  # digits enough to see where the two differ
+    assert "float32-sized" not in E.values_differ(expected * 2, expected)
 
 
 def test_verdicts_render_as_one_line():

@@ -48,6 +48,19 @@ def ema(losses, smoothing, correct=True, correct_in_place=False):
     return out
 
 
+def ema_from_first_loss(losses, smoothing):
+    average, out = losses[0], []
+    for loss in losses:
+        average = (1 - smoothing) * average + smoothing * loss
+        out.append(average)
+    return out
+
+
+def integer_counts(C):  # noqa: N803 - no .double(): int64 counts, float32 scores
+    tp = C.diagonal()
+    return tp, C.sum(0) - tp, C.sum(1) - tp
+
+
 def counts(C):  # noqa: N803
     C = C.double()
     tp = C.diagonal()
@@ -100,6 +113,7 @@ MISTAKES = {
         (lambda t, base, s, g: base * g ** (t // s + 1), "one decay too many"),
         (lambda t, base, s, g: base * g ** ((t + 1) // s), "off by one"),
         (lambda t, base, s, g: base * g * (t // s), "decays compound"),
+        (lambda t, base, s, g: base * g ** math.ceil(t / s), "you round t / step_size up"),
     ],
     lr.check_cosine_lr: [
         (lambda t, base, T, m: m + (base - m) * math.cos(math.pi * t / T), "cos alone"),
@@ -122,6 +136,7 @@ MISTAKES = {
         (lambda s, e, n: torch.linspace(s, e, n), "linear spacing"),  # a float32 tensor
     ],
     lr.check_warmup_cosine_lr: [
+        (warmup_cosine(lambda t, base, w, s: base * (s + t / w), cosine_after), "overshoots"),
         (warmup_cosine(lambda t, base, w, s: base * t / w, cosine_after), "starts at 0"),
         (warmup_cosine(lambda t, base, w, s: base * (s + (1 - s) * t / (w - 1)), cosine_after),
          "off by one in the warm-up"),
@@ -140,15 +155,17 @@ MISTAKES = {
         (lambda losses, smoothing: ema(losses, 1 - smoothing), "weight of the OLD average"),
         (lambda losses, smoothing: ema(losses, smoothing, correct=False, correct_in_place=True),
          "keep the uncorrected average"),
+        (lambda losses, smoothing: ema_from_first_loss(losses, smoothing), "adjust=False"),
         (lambda losses, smoothing: torch.tensor(losses).cumsum(0)
          / torch.arange(1, len(losses) + 1), "running mean"),
     ],
     lr.check_scheduler_first_rates: [
-        (lambda: [0.1, 0.2, 0.3, 0.4, 0.4], "the right order"),
-        (lambda: [0.1, 0.1, 0.2, 0.3, 0.4], "AHEAD, not behind"),
-        (lambda: [0.5, 0.75, 1.0, 1.0, 1.0], "those are the factors"),
-        (lambda: [0.25, 0.5, 0.75, 1.0, 1.0], "those are the factors"),
-        (lambda: [0.2, 0.3, 0.4], "not the expected answer"),
+        (lambda: [0.2, 0.25, 0.3, 0.35, 0.4], "the right order"),
+        (lambda: [0.2, 0.2, 0.25, 0.3, 0.35], "AHEAD, not behind"),
+        (lambda: [0.625, 0.75, 0.875, 1.0, 1.0], "those are the factors"),
+        (lambda: [0.5, 0.625, 0.75, 0.875, 1.0], "those are the factors"),
+        (lambda: [0.1, 0.2, 0.3, 0.4, 0.4], "not the expected answer"),  # the chapter's settings
+        (lambda: [0.25, 0.3, 0.35], "not the expected answer"),
     ],
     mt.check_confusion_matrix: [
         (lambda y, p, k: torch.bincount(p * k + y, minlength=k * k).reshape(k, k),
@@ -174,6 +191,7 @@ MISTAKES = {
         (lambda C, b: fbeta_formula(*counts(C), 1, b**2), "beta² multiplies FN"),
         (lambda C, b: fbeta_formula(*counts(C), 1, 1), "F1 whatever beta is"),
         (lambda C, b: fbeta_formula(*counts(C), b**2, 1, zero=False), "return 0 there"),
+        (lambda C, b: fbeta_formula(*integer_counts(C), b**2, 1), "convert integer counts"),
         (fbeta_via_precision_recall, "compute F from the counts"),
     ],
     mt.check_macro_f1: [
@@ -185,6 +203,8 @@ MISTAKES = {
          "support-weighted"),
         (lambda C: fbeta_via_precision_recall(C).mean(), "NaN"),
         (lambda C: fbeta_via_precision_recall(C).nanmean(), "still counts"),
+        (lambda C: fbeta_formula(*counts(C), 1, 1)[C.sum(0) + C.sum(1) > 0].mean(),
+         "occurs nowhere"),
     ],
     mt.check_precision_over_batches: [
         (lambda batches: batch_precisions(batches).mean(), "not a mean of per-batch"),
@@ -202,6 +222,7 @@ MISTAKES = {
         (lambda: (0.99, 0.0, 0.978, 0.3), "9 / 30 is its precision"),
         (lambda: (0.01, 0.0, 0.978, 0.9), "right on all 990 negatives"),
         (lambda: (0.99, 0.0, 0.979, 0.9), "both kinds of error"),
+        (lambda: (0.99, 0.0, 0.969, 0.9), "21 flagged negatives, not 30"),
         (lambda: (0.99, 0.0, 0.978), "not the expected answer"),
     ],
 }

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 PASSED, NOT_IMPLEMENTED, WRONG = "passed", "not implemented", "wrong"
@@ -80,21 +81,61 @@ def _describe(args: Sequence) -> str:
     return ", ".join(parts)
 
 
+def _number(a):
+    """`a` as a Python number when it is one value (int, float, NumPy scalar, one-element tensor
+    or array), else None."""
+    if isinstance(a, bool):
+        return None
+    if isinstance(a, int | float):
+        return a
+    if isinstance(a, np.generic | np.ndarray) and a.size == 1 and a.dtype.kind in "iuf":
+        return a.item()
+    if isinstance(a, torch.Tensor) and a.numel() == 1 and not a.dtype == torch.bool:
+        return a.item()
+    return None
+
+
 def _close(a, b, rtol: float, atol: float) -> bool:
-    """Same type, shape and dtype, and equal values (NaN equal to NaN)."""
+    """Same type, shape and dtype, and equal values (NaN equal to NaN); a number may come as a
+    Python, NumPy or one-element tensor value."""
     if isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
                 and torch.allclose(a.detach(), b.detach(), rtol=rtol, atol=atol, equal_nan=True))
     if isinstance(b, tuple | list):
         return (isinstance(a, tuple | list) and len(a) == len(b)
                 and all(_close(x, y, rtol, atol) for x, y in zip(a, b)))
-    if isinstance(b, float | int) and isinstance(a, float | int | torch.Tensor):
-        if isinstance(a, torch.Tensor):
-            if a.numel() != 1:
-                return False
-            a = a.item()
-        return math.isclose(a, b, rel_tol=rtol, abs_tol=atol) or (math.isnan(a) and math.isnan(b))
+    if isinstance(b, float | int) and not isinstance(b, bool):
+        a = _number(a)
+        return a is not None and (math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+                                  or (math.isnan(a) and math.isnan(b)))
     return a == b
+
+
+def values_differ(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Where two tensors of one shape differ most, and by how much: "at index [i]: yours …,
+    expected …", with enough digits to show the difference."""
+    difference = (got.detach().double() - expected.detach().double()).abs().nan_to_num(nan=math.inf)
+    index = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
+    where = f" at index {list(index)}" if index else ""
+    mine, theirs = got[index].item(), expected[index].item()
+    digits = 6
+    while digits < 17 and f"{mine:.{digits}g}" == f"{theirs:.{digits}g}":
+        digits += 2
+    message = f"{where}: yours {mine:.{digits}g}, expected {theirs:.{digits}g}"
+    if expected.dtype == torch.float64 and abs(mine - theirs) <= 1e-5 * abs(theirs):
+        message += (" (a float32-sized difference: look for a float32 value in this float64 "
+                    "computation, e.g. a tensor where a Python number belongs)")
+    return message
+
+
+def _dtype_differs(got: torch.dtype, expected: torch.dtype, inputs: Sequence, where: str) -> str:
+    """The dtype mismatch `where` it happened, with a hint that fits the inputs."""
+    message = f"expected dtype {expected} but got {got} {where}"
+    if any(isinstance(a, torch.Tensor) and a.dtype == expected for a in inputs):
+        return message + ": compute in the input's dtype"
+    if not expected.is_floating_point:
+        return message
+    return message + f": convert integer counts with .to({expected}) (or .double()) first"
 
 
 def _difference(task: str, got, expected, args, rtol: float, atol: float) -> Verdict:
@@ -110,18 +151,42 @@ def _difference(task: str, got, expected, args, rtol: float, atol: float) -> Ver
             return wrong(task, f"expected shape {tuple(expected.shape)} but got "
                                f"{tuple(got.shape)} {on}")
         if got.dtype != expected.dtype:
-            return wrong(task, f"expected dtype {expected.dtype} but got {got.dtype} {on}: "
-                               "compute in the input's dtype")
+            return wrong(task, _dtype_differs(got.dtype, expected.dtype, args, on))
         bad = torch.isfinite(expected) & ~torch.isfinite(got)
         if bad.any():
             return wrong(task, f"your result has inf or nan where the answer is finite {on}: "
                                "look for an overflow (exp of a large number) or a log of 0")
-        difference = (got.detach().double() - expected.detach().double()).abs()
-        index = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
-        where = f" at index {list(index)}" if index else ""
-        return wrong(task, f"values differ{where} {on}: yours {got[index].item():.6g}, "
-                           f"expected {expected[index].item():.6g}")
+        return wrong(task, f"values differ {on}{values_differ(got, expected)}")
     return wrong(task, f"expected {expected!r} but got {got!r} {on}")
+
+
+def _fresh(case: tuple) -> tuple:
+    """A copy of the inputs, so that a function changing them in place cannot spoil the next."""
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case)
+
+
+def _same_mistake(learner: Callable, mistake: Callable, got, failing: tuple,
+                  cases: Sequence[tuple], rtol: float, atol: float) -> bool:
+    """Whether the learner's function equals a wrong implementation: on the failing case (whose
+    output `got` is at hand), and on every other case where the wrong implementation runs."""
+    def outputs_of(function, case):
+        try:
+            return function(*_fresh(case))
+        except Exception:  # noqa: BLE001 - any failure means "no output here"
+            return _FAILED
+
+    first = outputs_of(mistake, failing)
+    if first is _FAILED or not _close(got, first, rtol, atol):
+        return False
+    for case in cases:
+        if case is failing or (theirs := outputs_of(mistake, case)) is _FAILED:
+            continue
+        if not _close(outputs_of(learner, case), theirs, rtol, atol):
+            return False
+    return True
+
+
+_FAILED = object()
 
 
 def check_function(task: str, learner: Callable, reference: Callable, cases: Sequence[tuple],
@@ -130,18 +195,17 @@ def check_function(task: str, learner: Callable, reference: Callable, cases: Seq
     """Run `learner(*case)` and `reference(*case)` for every case; return the first problem.
 
     Inputs are cloned for each call, so a learner's in-place change cannot spoil the next case.
-    When an output differs, each diagnosis's wrong implementation is run on the same case: if the
-    learner's output equals it, its hint is the verdict.
+    When an output differs, each diagnosis's wrong implementation is run on the same case and on
+    every other case: if the learner's output equals it on all of them (cases where the wrong
+    implementation itself fails do not count), its hint is the verdict. A mistake that agrees
+    with the learner's by coincidence on one input does not get its hint.
     """
     if not callable(learner):
         return wrong(task, f"expected a function, but got {type(learner).__name__}")
     for case in cases:
-        def fresh(case=case):
-            return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case)
-
-        expected = reference(*fresh())
+        expected = reference(*_fresh(case))
         try:
-            got = learner(*fresh())
+            got = learner(*_fresh(case))
         except NotImplementedError:
             return not_implemented(task)
         except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
@@ -150,11 +214,8 @@ def check_function(task: str, learner: Callable, reference: Callable, cases: Seq
         if _close(got, expected, rtol, atol):
             continue
         for diagnosis in diagnoses:
-            try:
-                if _close(got, diagnosis.wrong(*fresh()), rtol, atol):
-                    return wrong(task, diagnosis.hint)
-            except Exception:  # noqa: BLE001, S112 - a diagnosis that does not apply here
-                continue
+            if _same_mistake(learner, diagnosis.wrong, got, case, cases, rtol, atol):
+                return wrong(task, diagnosis.hint)
         return _difference(task, got, expected, case, rtol, atol)
     return passed(task)
 
@@ -176,6 +237,8 @@ def check_answer(task: str, learner: Callable[[], object], expected,
         return wrong(task, f"your function raised {type(error).__name__}: {error}")
     if got is None:
         return wrong(task, "your function returned None: did you forget `return`?")
+    if isinstance(expected, list | tuple) and isinstance(got, torch.Tensor | np.ndarray):
+        got = got.tolist()
     if _close(got, expected, rtol, atol):
         return passed(task)
     for answer, hint in diagnoses:

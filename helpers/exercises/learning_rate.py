@@ -55,6 +55,9 @@ def check_step_lr(step_lr) -> Verdict:
         Diagnosis(lambda t, lr, s, g: lr * g ** (t // s + 1),
                   "one decay too many: at t = 0 the rate is base_lr itself, gamma ** (t // "
                   "step_size) starts at gamma ** 0 = 1"),
+        Diagnosis(lambda t, lr, s, g: lr * g ** math.ceil(t / s),
+                  "you round t / step_size up: the rate stays base_lr until t = step_size, so "
+                  "the exponent is the floor division t // step_size"),
         Diagnosis(lambda t, lr, s, g: lr * g * (t // s),
                   "decays compound: raise gamma to the power t // step_size instead of "
                   "multiplying by it"),
@@ -157,6 +160,10 @@ def check_warmup_cosine_lr(warmup_cosine_lr) -> Verdict:
         Diagnosis(schedule(lambda t, lr, w, s: lr * t / w, restarted),
                   "your warm-up starts at 0: it starts at start_factor * base_lr, with the "
                   "factor start_factor + (1 - start_factor) t / warmup_steps"),
+        Diagnosis(schedule(lambda t, lr, w, s: lr * (s + t / w), restarted),
+                  "your warm-up overshoots: the factor rises from start_factor to 1, so its slope "
+                  "is (1 - start_factor) / warmup_steps: start_factor + (1 - start_factor) t / "
+                  "warmup_steps"),
         Diagnosis(schedule(lambda t, lr, w, s: lr * (s + (1 - s) * t / (w - 1)), restarted),
                   "off by one in the warm-up: divide by warmup_steps, not warmup_steps - 1; the "
                   "factor reaches 1 at t = warmup_steps, where the cosine takes over"),
@@ -195,6 +202,13 @@ def check_smooth_losses(smooth_losses) -> Verdict:
             smoothed.append(average)
         return smoothed
 
+    def started_at_first_loss(losses, smoothing):
+        average, smoothed = losses[0], []
+        for loss in losses:
+            average = (1 - smoothing) * average + smoothing * loss
+            smoothed.append(average)
+        return smoothed
+
     def running_mean(losses, smoothing):
         return [sum(losses[:i + 1]) / (i + 1) for i in range(len(losses))]
 
@@ -209,18 +223,25 @@ def check_smooth_losses(smooth_losses) -> Verdict:
         Diagnosis(corrected_in_place,
                   "correct only the value you report: keep the uncorrected average m_i for the "
                   "next step's recursion"),
+        Diagnosis(started_at_first_loss,
+                  "your average starts at the first loss (pandas' ewm(adjust=False)): the "
+                  "range test's starts at m_(-1) = 0 and divides by 1 - beta ** (i + 1) instead, "
+                  "so that early losses are not overweighted"),
         Diagnosis(running_mean,
                   "that is the running mean of all losses so far: the exponential average "
                   "forgets old losses by the factor beta at every step"),
     ])
 
 
+_ORDER_LR, _ORDER_WARM_UP = 0.4, dict(start_factor=0.5, total_iters=4)  # task 6's settings
+
+
 def _rates_used(scheduler_first: bool, steps: int = 5) -> list[float]:
-    """The rates of the first updates of a warm-up LinearLR(start_factor=0.25, total_iters=3)
-    at lr 0.4, with `scheduler.step()` called before or after `optimizer.step()`."""
+    """The rates of the first updates of task 6's warm-up LinearLR(start_factor=0.5,
+    total_iters=4) at lr 0.4, with `scheduler.step()` called before or after `optimizer.step()`."""
     weight = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=0.4)
-    scheduler = lr_scheduler.LinearLR(optimizer, start_factor=0.25, total_iters=3)
+    optimizer = torch.optim.SGD([weight], lr=_ORDER_LR)
+    scheduler = lr_scheduler.LinearLR(optimizer, **_ORDER_WARM_UP)
     used = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about the wrong order: that is the point
@@ -236,16 +257,19 @@ def _rates_used(scheduler_first: bool, steps: int = 5) -> list[float]:
 
 def check_scheduler_first_rates(scheduler_first_rates) -> Verdict:
     """Task 6 (conceptual): the rates of the first five updates when `scheduler.step()` is
-    called before `optimizer.step()`, for LinearLR(start_factor=0.25, total_iters=3), lr 0.4."""
+    called before `optimizer.step()`, for LinearLR(start_factor=0.5, total_iters=4), lr 0.4."""
     wrong_order, right_order = _rates_used(scheduler_first=True), _rates_used(False)
+    lr = _ORDER_LR
     return check_answer("scheduler_first_rates", scheduler_first_rates, wrong_order, [
         (right_order, "that is the sequence of the right order: here scheduler.step() runs "
                       "before the first update, so the schedule is one step ahead and its "
-                      "first value, 0.1, is never used"),
-        ([0.1] + right_order[:4], "the other way round: calling the scheduler first puts the "
-                                  "schedule one step AHEAD, not behind"),
-        ([lr / 0.4 for lr in wrong_order], "those are the factors: multiply them by lr = 0.4"),
-        ([lr / 0.4 for lr in right_order], "those are the factors of the right order: multiply "
-                                           "by lr = 0.4, and remember that here the scheduler "
-                                           "steps before the first update"),
+                      f"first value, {right_order[0]:g}, is never used"),
+        (right_order[:1] + right_order[:4],
+         "the other way round: calling the scheduler first puts the schedule one step AHEAD, "
+         "not behind"),
+        ([rate / lr for rate in wrong_order],
+         f"those are the factors: multiply them by lr = {lr}"),
+        ([rate / lr for rate in right_order], "those are the factors of the right order: "
+                                              f"multiply by lr = {lr}, and remember that here the "
+                                              "scheduler steps before the first update"),
     ])

@@ -187,6 +187,7 @@ def check_macro_f1(macro_f1) -> Verdict:
     matrices = _matrices()
     cases = [(matrices[name],) for name in ("three classes", "imbalanced", "four classes")]
     cases.append((matrices["with empty classes"][:3, :3],))  # class 2 is never predicted
+    cases.append((matrices["with empty classes"],))  # and class 3 occurs nowhere
 
     def reference(C):  # noqa: N803
         return float(_sklearn_on(C, sk.f1_score, average="macro"))
@@ -200,6 +201,10 @@ def check_macro_f1(macro_f1) -> Verdict:
         tp, fp, fn = _counts(C)
         support = tp + fn
         return float((support * _fbeta_counts(tp, fp, fn, 1.0)).sum() / support.sum())
+
+    def present_classes_only(C):  # noqa: N803
+        present = (C.sum(0) + C.sum(1)) > 0
+        return float(_fbeta_counts(*_counts(C), 1.0)[present].mean())
 
     return check_function("macro_f1", macro_f1, reference, cases, [
         Diagnosis(lambda C: float(C.diagonal().sum() / C.sum()),
@@ -217,6 +222,10 @@ def check_macro_f1(macro_f1) -> Verdict:
         Diagnosis(lambda C: float(_fbeta_of_precision_recall(*_counts(C), 1.0).nanmean()),
                   "a class that is never predicted still counts, with F1 = 2 TP / (2 TP + FP + "
                   "FN) = 0: compute F1 from the counts instead of leaving it out"),
+        Diagnosis(present_classes_only,
+                  "a class that occurs nowhere (neither true nor predicted) still counts, with "
+                  "F1 = 0 as in task 3: average over all K classes of C (scikit-learn does so "
+                  "when given labels=range(K))"),
     ])
 
 
@@ -294,6 +303,8 @@ def check_accuracy_misleads(accuracy_misleads) -> Verdict:
         ((0.01, 0.0, accuracy_b, recall_b),
          "accuracy counts every correct prediction, the negatives included: A is right on all "
          "990 negatives"),
+        ((accuracy_a, 0.0, 0.969, recall_b),
+         "B's false alarms are the 30 - 9 = 21 flagged negatives, not 30: TN = 990 - 21 = 969"),
         ((accuracy_a, 0.0, 0.979, recall_b),
          "count both kinds of error of B: 21 false alarms AND 1 missed positive"),
     ], rtol=1e-9)

@@ -25,6 +25,7 @@ from helpers.exercises import (
     not_implemented,
     passed,
     seeded,
+    values_differ,
     wrong,
 )
 
@@ -151,11 +152,7 @@ def _difference(name: str, got, expected, rtol: float, atol: float) -> str | Non
             return None
         if (torch.isfinite(expected) & ~torch.isfinite(got)).any():
             return f"{name} has inf or nan where the answer is finite (a division by zero?)"
-        difference = (got.double() - expected.double()).abs().nan_to_num(nan=math.inf)
-        index = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
-        where = f" at index {list(index)}" if index else ""
-        return (f"{name} differs{where}: yours {got[index].item():.6g}, expected "
-                f"{expected[index].item():.6g}")
+        return f"{name} differs{values_differ(got, expected)}"
     if expected is None:
         return None if got is None else f"expected {name} to be None, but got {_type_name(got)}"
     if isinstance(got, Tensor) and got.numel() == 1:
