@@ -366,6 +366,35 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     return _reduce(loss, reduction)
 
 
+def binary_cross_entropy_with_logits_grad(input: torch.Tensor, target: torch.Tensor,
+                                          weight: torch.Tensor | None = None,
+                                          reduction: str = "mean",
+                                          pos_weight: torch.Tensor | None = None,
+                                          grad_output: torch.Tensor | None = None) -> torch.Tensor:
+    r"""The gradient of `binary_cross_entropy_with_logits` with respect to the logits, by hand.
+
+    From $\operatorname{softplus}'(x) = \sigma(x)$ and $\operatorname{softplus}'(-x) \cdot (-1)
+    = \sigma(x) - 1$:
+
+    .. math::
+        \frac{\partial \ell_i}{\partial x_i} = w_i\bigl[p\,y_i(\sigma(x_i) - 1)
+            + (1 - y_i)\,\sigma(x_i)\bigr] = w_i\bigl[\sigma(x_i)(1 - y_i + p\,y_i) - p\,y_i\bigr]
+
+    which is $\sigma(x) - y$ without weights. 'mean' divides by the number of elements; the result
+    is multiplied by `grad_output` (for 'none', a tensor of the input's shape).
+    """
+    binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)  # its checks
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    x, y = input.to(dtype), target.to(dtype)
+    p_y = y if pos_weight is None else pos_weight.to(dtype) * y
+    grad = torch.sigmoid(x) * (1 - y + p_y) - p_y
+    if weight is not None:
+        grad = weight.to(dtype) * grad
+    if reduction == "mean":
+        grad = grad / input.numel()
+    return grad if grad_output is None else grad * grad_output
+
+
 def _check_broadcasts(name: str, tensor, input: torch.Tensor, example: str) -> None:
     """`tensor` must broadcast to the input's shape without enlarging it."""
     _check_floating(name, tensor)

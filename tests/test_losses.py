@@ -144,6 +144,28 @@ def test_binary_cross_entropy_with_logits_matches_torch(seed, dtype, reduction, 
 
 
 @FAST
+@given(st.integers(0, 2**31 - 1), dtypes, st.sampled_from(REDUCTIONS), st.booleans(),
+       st.booleans(), st.sampled_from([1.0, 10.0, 60.0]))
+def test_binary_cross_entropy_with_logits_grad_by_hand_matches_autograd(
+        seed, dtype, reduction, weighted, pos_weighted, scale):
+    g = torch.Generator().manual_seed(seed)
+    x = (scale * torch.randn(5, 3, generator=g, dtype=torch.float64)).to(dtype)
+    y = torch.rand(5, 3, generator=g, dtype=torch.float64).to(dtype)
+    options = {"reduction": reduction}
+    if weighted:
+        options["weight"] = torch.rand(5, 1, generator=g, dtype=torch.float64).to(dtype)
+    if pos_weighted:
+        options["pos_weight"] = (0.5 + 3 * torch.rand(3, generator=g, dtype=torch.float64)
+                                 ).to(dtype)
+    leaf = x.clone().requires_grad_()
+    loss = F.binary_cross_entropy_with_logits(leaf, y, **options)
+    grad_output = torch.linspace(-1, 2, loss.numel(), dtype=dtype).reshape(loss.shape)
+    (expected,) = torch.autograd.grad(loss, leaf, grad_output)
+    by_hand = L.binary_cross_entropy_with_logits_grad(x, y, grad_output=grad_output, **options)
+    assert_same(by_hand, expected, dtype)
+
+
+@FAST
 @given(st.integers(0, 2**31 - 1), dtypes, st.integers(0, 2), st.sampled_from([1.0, 1e3]))
 def test_softmax_and_log_softmax_match_torch(seed, dtype, dim, scale):
     g = torch.Generator().manual_seed(seed)
@@ -312,6 +334,11 @@ def grad_without_scaling(input, target, reduction="mean", **options):
     return L.cross_entropy_grad(input, target, reduction="sum", **options)
 
 
+def bce_grad_pos_weight_on_everything(input, target, pos_weight):
+    """pos_weight multiplying sigma(x) - y as a whole, not only the positive term."""
+    return pos_weight * (torch.sigmoid(input) - target) / input.numel()
+
+
 def fails(check) -> bool:
     try:
         check()
@@ -339,6 +366,12 @@ def test_mutations_are_caught():
     autograd = torch.func.grad(F.cross_entropy)(x, classes)
     assert not fails(lambda: assert_same(L.cross_entropy_grad(x, classes), autograd, f64))
     assert fails(lambda: assert_same(grad_without_scaling(x, classes), autograd, f64))
+    labels, pos_weight = (y > 0).double(), torch.tensor([1.0, 2.0, 3.0, 0.5], dtype=f64)
+    autograd = torch.func.grad(F.binary_cross_entropy_with_logits)(x, labels, pos_weight=pos_weight)
+    assert not fails(lambda: assert_same(L.binary_cross_entropy_with_logits_grad(
+        x, labels, pos_weight=pos_weight), autograd, f64))
+    assert fails(lambda: assert_same(bce_grad_pos_weight_on_everything(x, labels, pos_weight),
+                                     autograd, f64))
 
 
 def test_the_property_test_itself_rejects_a_mutation(monkeypatch):

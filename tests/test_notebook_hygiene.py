@@ -8,6 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTED = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("exercises/solutions/*.ipynb")])
+# the learners' copies are stored unexecuted: a learner runs them (tests/test_exercises.py proves
+# that they run); every other rule applies to them too
+STUDENT = sorted(ROOT.glob("exercises/*.ipynb"))
+ALL = EXECUTED + STUDENT
 MAX_OUTPUT_BYTES = 500_000
 SKIP_MARKERS = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP")
 SKIP_TAGS = ("nbval-ignore-output", "nbval-skip")
@@ -53,13 +57,20 @@ def test_errors_only_where_expected(path):
             assert raised, f"code cell {number} is tagged raises-exception but raised nothing"
 
 
-@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+@pytest.mark.parametrize("path", STUDENT, ids=names(STUDENT))
+def test_student_notebooks_are_stored_unexecuted(path):
+    _, cells = code_cells(path)
+    ran = [n for n, c in enumerate(cells, 1) if c["execution_count"] is not None or c["outputs"]]
+    assert not ran, f"code cells {ran} store a run: regenerate with make exercises"
+
+
+@pytest.mark.parametrize("path", ALL, ids=names(ALL))
 def test_kernel_is_python3(path):
     notebook, _ = code_cells(path)
     assert notebook["metadata"]["kernelspec"]["name"] == "python3"
 
 
-@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+@pytest.mark.parametrize("path", ALL, ids=names(ALL))
 def test_outputs_are_small(path):
     _, cells = code_cells(path)
     for number, cell in enumerate(cells, 1):
@@ -74,7 +85,7 @@ def has_reason(source):
     return any(c and c not in SKIP_MARKERS for c in comments)
 
 
-@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+@pytest.mark.parametrize("path", ALL, ids=names(ALL))
 def test_every_skipped_comparison_says_why(path):
     _, cells = code_cells(path)
     for number, cell in enumerate(cells, 1):
@@ -98,7 +109,7 @@ def test_readme_course_map_links_every_notebook_and_exercise():
     assert all(ROOT.joinpath(link).exists() for link in linked), "the README links a missing file"
 
 
-@pytest.mark.parametrize("path", EXECUTED, ids=names(EXECUTED))
+@pytest.mark.parametrize("path", ALL, ids=names(ALL))
 def test_links_between_notebooks_resolve(path):
     notebook, _ = code_cells(path)
     for cell in notebook["cells"]:

@@ -6,17 +6,20 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as torch_schedules
 
+from helpers import optim as ours
 from helpers import schedules as S
 
 STEPS = 120
 
 
 def optimizer(kind="sgd", lrs=(0.1, 0.03)):
-    """Two parameter groups with different base rates, so per-group handling is tested."""
+    """Two parameter groups with different base rates, so per-group handling is tested; "ours-"
+    kinds are helpers.optim's optimizers."""
     groups = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in lrs]
-    if kind == "adam":
-        return torch.optim.Adam(groups, lr=lrs[0])
-    return torch.optim.SGD(groups, lr=lrs[0], momentum=0.9)
+    library = ours if kind.startswith("ours-") else torch.optim
+    if kind.endswith("adam"):
+        return library.Adam(groups, lr=lrs[0])
+    return library.SGD(groups, lr=lrs[0], momentum=0.9)
 
 
 def trajectory(make, kind="sgd", steps=STEPS):
@@ -33,8 +36,10 @@ def trajectory(make, kind="sgd", steps=STEPS):
 
 
 def assert_same_schedule(ours, theirs, kind="sgd", steps=STEPS):
+    """Our schedule on a `kind` optimizer, torch's on torch's optimizer of the same kind."""
+    reference_kind = kind.removeprefix("ours-")
     for step, (mine, reference) in enumerate(zip(trajectory(ours, kind, steps),
-                                                 trajectory(theirs, kind, steps))):
+                                                 trajectory(theirs, reference_kind, steps))):
         for a, b in zip(mine, reference):
             assert a == pytest.approx(b, rel=1e-12, abs=1e-15), f"step {step}: {a} != {b}"
 
@@ -71,11 +76,18 @@ SCHEDULES = {
 
 @pytest.mark.parametrize("name", SCHEDULES)
 def test_schedule_equals_torch_at_every_step(name):
-    ours, theirs = SCHEDULES[name]
-    assert_same_schedule(ours, theirs)
+    mine, theirs = SCHEDULES[name]
+    assert_same_schedule(mine, theirs)
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("kind", ["ours-sgd", "ours-adam"])
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_schedule_drives_helpers_optim_as_torch_optim(name, kind):
+    mine, theirs = SCHEDULES[name]
+    assert_same_schedule(mine, theirs, kind=kind)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "ours-sgd", "ours-adam"])
 @pytest.mark.parametrize("options", [
     {},
     {"anneal_strategy": "linear"},
