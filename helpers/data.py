@@ -1,4 +1,5 @@
-"""Data for the course: synthetic problems, and real data that ships inside installed packages.
+"""Data for the course: synthetic problems, and real data that ships inside installed packages,
+as tensors (and, through `loader`, as a `DataLoader`).
 
 Nothing here downloads. Every function takes a `generator` (a seeded `torch.Generator`) so that a
 notebook or a test draws the same data on every run, and returns float64 tensors unless told.
@@ -100,3 +101,23 @@ def digits(*, val_fraction: float = 0.25, generator: torch.Generator | None = No
     n_val = round(val_fraction * len(y))
     val, train = order[:n_val], order[n_val:]
     return X[train], y[train], X[val], y[val]
+
+
+def loader(*tensors: Tensor, batch_size: int, shuffle: bool = False,
+           generator: torch.Generator | None = None) -> torch.utils.data.DataLoader:
+    """A `DataLoader` over tensors that share their first dimension, e.g. `loader(X, y,
+    batch_size=64, shuffle=True, generator=g)`: batches of `(X_batch, y_batch)`.
+
+    With a seeded `generator`, the shuffled order of every epoch is the same on every run. (The
+    course's data fit in memory, so `helpers.training` cuts index permutations itself, which is
+    faster; this is the same thing in the form torch code usually takes.)
+    """
+    _check_count("batch_size", batch_size)
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError(f"expected one or more tensors, but got "
+                        f"{[type(t).__name__ for t in tensors]}")
+    lengths = [len(t) for t in tensors]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"expected tensors with the same number of samples, but got {lengths}")
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*tensors),
+                                       batch_size=batch_size, shuffle=shuffle, generator=generator)
