@@ -39,11 +39,13 @@ MISTAKES = {
         (lambda x, y: (x - y).abs().mean(), "mean absolute error"),
         (lambda x, y: (x - y).mean() ** 2, "squared the mean residual"),
         (lambda x, y: ((x - y) ** 2).mean().sqrt(), "root mean squared"),
+        (lambda x, y: ((x - y) ** 2).sum() / x.shape[0], "not by the number of rows"),
     ],
     mse.check_mse_grad: [
         (lambda x, y: (x - y) / x.numel(), "factor 2"),
         (lambda x, y: 2 * (x - y), "gradient of the sum"),
         (lambda x, y: 2 * (y - x) / x.numel(), "sign is flipped"),
+        (lambda x, y: 2 * (x - y) / len(x), "not the number of rows"),
     ],
     mse.check_best_constant: [
         (lambda y: y.median(), "median minimises the mean ABSOLUTE error"),
@@ -60,6 +62,8 @@ MISTAKES = {
          "divided by 2 var"),
         (lambda x, y, v: F.gaussian_nll_loss(x, y, torch.full_like(x, v), full=True),
          "mean over the samples"),
+        (lambda x, y, v: ((x - y) ** 2).sum() / (2 * v) + len(x) / 2 * math.log(2 * math.pi * v),
+         "every ELEMENT has its normaliser"),
     ],
     mse.check_sum_over_mean: [
         (lambda: 1 / 32, "the other way around"),
@@ -70,6 +74,9 @@ MISTAKES = {
         (lambda x: F.softmax(x, dim=-1), "returned the probabilities"),
         (lambda x: F.log_softmax(x, dim=0), "class dimension"),
         (lambda x: x - x.max(-1, keepdim=True).values, "only the first step"),
+        (lambda x: F.log_softmax(x, dim=1), "the LAST dimension"),
+        (lambda x: (x - x.max()) - torch.log(torch.exp(x - x.max()).sum(-1, keepdim=True)),
+         "each row's own maximum"),
     ],
     ce.check_cross_entropy: [
         (lambda x, y: -picked(x, y).sum(), "the sum, not the mean"),
@@ -99,6 +106,10 @@ MISTAKES = {
          + e / (c - 1) * (1 - F.one_hot(y, c).float()), "ALL C classes"),
         (lambda y, c, e: F.one_hot(y, c).float() + e / c, "(1 - epsilon)"),
         (lambda y, c, e: (1 - e) * F.one_hot(y, c).float(), "share for every class is missing"),
+        (lambda y, c, e: (1 - e) * F.one_hot(y, c).float()
+         + e / c * (1 - F.one_hot(y, c).float()), "gets its epsilon / C share too"),
+        (lambda y, c, e: (1 - e) * F.one_hot(y, c).double() + e / c,
+         "convert integer values with .to(torch.float32) (or .float()) first"),
     ],
     ce.check_smoothing_floor: [
         (lambda: 0.0, "cannot reach 0"),
@@ -160,6 +171,30 @@ def test_a_rounding_size_difference_is_shown_with_the_digits_that_differ():
     assert message.startswith(" at index [1]: yours 1.09719") and "float32-sized" in message
     assert message.count("1.0971900") == 2  # digits enough to see where the two differ
     assert "float32-sized" not in E.values_differ(expected * 2, expected)
+
+
+def test_every_correct_form_of_the_stable_log_softmax_passes():
+    def by_hand(x):
+        m = x.max(-1, keepdim=True).values
+        return x - (m + torch.log(torch.exp(x - m).sum(-1, keepdim=True)))
+
+    assert ce.check_log_softmax(by_hand).passed
+    assert ce.check_log_softmax(lambda x: x - torch.logsumexp(x, -1, keepdim=True)).passed
+
+
+def test_a_complex_answer_is_explained_not_crashed_on():
+    eigvals = torch.linalg.eigvals
+    for verdict in (E.check_answer("task", lambda: eigvals(torch.eye(2))[0], 1.0),
+                    E.check_function("task", lambda A: 2 / eigvals(A)[0], lambda A: 2.0,
+                                     [(torch.eye(2),)])):
+        assert verdict.status == E.WRONG and "eigvalsh" in verdict.message
+    assert E.as_number(torch.tensor(1 + 0j)) is None
+
+
+def test_a_rounded_answer_is_told_it_is_close():
+    verdict = E.check_answer("task", lambda: (1.0, 3.16), (1.0, 10**0.5))
+    assert verdict.status == E.WRONG and "close, but not exact" in verdict.message
+    assert "close" not in E.check_answer("task", lambda: (1.0, 3.0), (1.0, 10**0.5)).message
 
 
 def test_verdicts_render_as_one_line():

@@ -191,7 +191,7 @@ MISTAKES = {
         (lambda C, b: fbeta_formula(*counts(C), 1, b**2), "beta² multiplies FN"),
         (lambda C, b: fbeta_formula(*counts(C), 1, 1), "F1 whatever beta is"),
         (lambda C, b: fbeta_formula(*counts(C), b**2, 1, zero=False), "return 0 there"),
-        (lambda C, b: fbeta_formula(*integer_counts(C), b**2, 1), "convert integer counts"),
+        (lambda C, b: fbeta_formula(*integer_counts(C), b**2, 1), "convert integer values"),
         (fbeta_via_precision_recall, "compute F from the counts"),
     ],
     mt.check_macro_f1: [

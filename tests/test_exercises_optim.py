@@ -3,6 +3,7 @@ references the checkers compare with are torch's own behaviour."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from exercise_harness import mistake_tests
@@ -158,6 +159,7 @@ MISTAKES = {
         (lambda A: 2 / A.diagonal().max(), "eigenvalues only of a diagonal matrix"),
         (lambda A: 2 / A.trace(), "SUM of the eigenvalues"),
         (lambda A: 2 / eigenvalues(A), "expected 0.6666666666666666 but got tensor"),
+        (lambda A: 2 / torch.linalg.eigvals(A)[0], "use torch.linalg.eigvalsh"),
     ],
     gd.check_diverging_lrs: [
         (lambda: [0.5, 1.5, 2.5], "not 5 and 5"),
@@ -166,6 +168,7 @@ MISTAKES = {
         (lambda: torch.tensor([0.21, 0.25, 0.5, 1.5, 2.5]), "0.21 still converges"),
         (lambda: [], "some of them do diverge"),
         (lambda: [0.25, 0.5], "not the expected answer"),
+        (lambda: np.array([2.5, 1.5, 0.5, 0.25, 0.21]), "0.21 still converges"),  # any order
     ],
     gd.check_convergence_rate: [
         (lambda A, lr: (1 - lr * eigenvalues(A)).max().item(), "take the absolute value"),
@@ -329,7 +332,12 @@ def test_a_state_with_extra_entries_or_a_tensor_step_passes():
         param, state = right_adam(param, grad, state, lr, betas, eps)
         return param, {**state, "step": torch.tensor(float(state["step"])), "note": "mine"}
 
+    def numpy_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+        param, state = right_adam(param, grad, state, lr, betas, eps)
+        return param, {**state, "step": np.int64(state["step"])}
+
     assert ad.check_adam_step(tensor_step).passed
+    assert ad.check_adam_step(numpy_step).passed
 
 
 @pytest.mark.parametrize("returned, complaint", [

@@ -81,18 +81,34 @@ def _describe(args: Sequence) -> str:
     return ", ".join(parts)
 
 
-def _number(a):
-    """`a` as a Python number when it is one value (int, float, NumPy scalar, one-element tensor
-    or array), else None."""
+def as_number(a):
+    """`a` as a Python number when it is one real value (int, float, NumPy scalar, one-element
+    tensor or array), else None."""
     if isinstance(a, bool):
         return None
     if isinstance(a, int | float):
         return a
     if isinstance(a, np.generic | np.ndarray) and a.size == 1 and a.dtype.kind in "iuf":
         return a.item()
-    if isinstance(a, torch.Tensor) and a.numel() == 1 and not a.dtype == torch.bool:
+    if (isinstance(a, torch.Tensor) and a.numel() == 1 and a.dtype != torch.bool
+            and not a.is_complex()):
         return a.item()
     return None
+
+
+def _is_complex(a) -> bool:
+    if isinstance(a, torch.Tensor):
+        return a.is_complex()
+    if isinstance(a, np.generic | np.ndarray):
+        return a.dtype.kind == "c"
+    if isinstance(a, tuple | list):
+        return any(_is_complex(x) for x in a)
+    return isinstance(a, complex)
+
+
+_COMPLEX = ("your result is complex (torch.linalg.eigvals and eig always return complex "
+            "numbers): for a symmetric matrix use torch.linalg.eigvalsh, whose eigenvalues are "
+            "real and sorted, or take .real")
 
 
 def _close(a, b, rtol: float, atol: float) -> bool:
@@ -105,7 +121,7 @@ def _close(a, b, rtol: float, atol: float) -> bool:
         return (isinstance(a, tuple | list) and len(a) == len(b)
                 and all(_close(x, y, rtol, atol) for x, y in zip(a, b)))
     if isinstance(b, float | int) and not isinstance(b, bool):
-        a = _number(a)
+        a = as_number(a)
         return a is not None and (math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
                                   or (math.isnan(a) and math.isnan(b)))
     return a == b
@@ -135,7 +151,9 @@ def _dtype_differs(got: torch.dtype, expected: torch.dtype, inputs: Sequence, wh
         return message + ": compute in the input's dtype"
     if not expected.is_floating_point:
         return message
-    return message + f": convert integer counts with .to({expected}) (or .double()) first"
+    shorthand = {torch.float64: " (or .double())", torch.float32: " (or .float())"}.get(
+        expected, "")
+    return message + f": convert integer values with .to({expected}){shorthand} first"
 
 
 def _difference(task: str, got, expected, args, rtol: float, atol: float) -> Verdict:
@@ -213,6 +231,8 @@ def check_function(task: str, learner: Callable, reference: Callable, cases: Seq
                                f"(on input {_describe(case)})")
         if _close(got, expected, rtol, atol):
             continue
+        if _is_complex(got) and not _is_complex(expected):
+            return wrong(task, _COMPLEX)
         for diagnosis in diagnoses:
             if _same_mistake(learner, diagnosis.wrong, got, case, cases, rtol, atol):
                 return wrong(task, diagnosis.hint)
@@ -241,9 +261,14 @@ def check_answer(task: str, learner: Callable[[], object], expected,
         got = got.tolist()
     if _close(got, expected, rtol, atol):
         return passed(task)
+    if _is_complex(got):
+        return wrong(task, _COMPLEX)
     for answer, hint in diagnoses:
         if _close(got, answer, rtol, atol):
             return wrong(task, hint)
+    if _close(got, expected, 1e-2, 1e-6):
+        return wrong(task, f"close, but not exact (you returned {got!r}): compute the answer "
+                           "in float64 from its formula, without rounding")
     return wrong(task, f"not the expected answer (you returned {got!r})")
 
 

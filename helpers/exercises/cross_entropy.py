@@ -12,7 +12,9 @@ def _logits() -> list[tuple[torch.Tensor]]:
     g = seeded(2)
     return [(torch.randn(5, 4, generator=g),),
             (torch.randn(3, 6, generator=g, dtype=torch.float64),),
-            (torch.tensor([[1000.0, 999.0, 0.0], [-1000.0, 0.0, 1000.0]]),)]
+            (torch.tensor([[1000.0, 999.0, 0.0], [-1000.0, 0.0, 1000.0]]),),
+            (torch.tensor([[1000.0, 999.0], [-1000.0, -999.0]]),),  # rows far apart
+            (torch.randn(2, 3, 4, generator=g, dtype=torch.float64),)]  # any number of dims
 
 
 def _logits_and_classes() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -28,12 +30,20 @@ def _naive_log_softmax(x):
 
 def check_log_softmax(log_softmax) -> Verdict:
     """Task 1: a numerically stable `log_softmax(x)` along the last dimension."""
+    # float32 logits near 1000 carry an absolute rounding error of about 1e-4 (1000 * 2^-23)
     return check_function("log_softmax", log_softmax, lambda x: F.log_softmax(x, dim=-1),
-                          _logits(), [
+                          _logits(), rtol=1e-5, atol=1e-4, diagnoses=[
         Diagnosis(lambda x: F.softmax(x, dim=-1),
                   "you returned the probabilities: take their logarithm (better: x - logsumexp)"),
         Diagnosis(lambda x: F.log_softmax(x, dim=0),
                   "normalise along the class dimension (the last one), not over the batch"),
+        Diagnosis(lambda x: F.log_softmax(x, dim=1),
+                  "normalise along the LAST dimension, dim=-1: for an input with more than two "
+                  "dimensions, dim=1 is not the last one"),
+        Diagnosis(lambda x: (x - x.max()) - torch.log(torch.exp(x - x.max()).sum(
+                      dim=-1, keepdim=True)),
+                  "subtract each row's own maximum, x.max(dim=-1, keepdim=True): with one "
+                  "maximum for the whole tensor, a row far below it underflows to log(0) = -inf"),
         Diagnosis(lambda x: x - x.max(dim=-1, keepdim=True).values,
                   "subtracting the maximum is only the first step: also subtract "
                   "log(sum(exp(x - max)))"),
@@ -124,6 +134,10 @@ def check_smoothed_targets(smoothed_targets) -> Verdict:
                   "(1 - epsilon), so that every row sums to 1"),
         Diagnosis(lambda y, c, e: (1 - e) * F.one_hot(y, c).float(),
                   "the epsilon / C share for every class is missing"),
+        Diagnosis(lambda y, c, e: (1 - e) * F.one_hot(y, c).float()
+                  + e / c * (1 - F.one_hot(y, c).float()),
+                  "the true class gets its epsilon / C share too: q = (1 - epsilon) one_hot + "
+                  "epsilon / C, so the true class has 1 - epsilon + epsilon / C"),
     ])
 
 

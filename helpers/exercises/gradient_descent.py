@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -164,7 +165,7 @@ def _sorted_answer(learner: Callable) -> Callable:
 
     def answer():
         got = learner()
-        if isinstance(got, Tensor) and got.dim() == 1:
+        if isinstance(got, Tensor | np.ndarray) and got.ndim == 1:
             got = got.tolist()
         if isinstance(got, set | frozenset | tuple | list):
             try:

@@ -20,6 +20,7 @@ from helpers import optim
 from helpers.exercises import (
     Diagnosis,
     Verdict,
+    as_number,
     check_answer,
     check_function,
     not_implemented,
@@ -155,10 +156,10 @@ def _difference(name: str, got, expected, rtol: float, atol: float) -> str | Non
         return f"{name} differs{values_differ(got, expected)}"
     if expected is None:
         return None if got is None else f"expected {name} to be None, but got {_type_name(got)}"
-    if isinstance(got, Tensor) and got.numel() == 1:
-        got = got.item()
-    if not isinstance(got, int | float) or isinstance(got, bool):
+    number = as_number(got)
+    if number is None:
         return f"expected {name} to be a number, but got {_type_name(got)}"
+    got = number
     if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
         return None
     return f"{name} is {got!r}, expected {expected!r}"

@@ -34,6 +34,9 @@ def check_mse(mse) -> Verdict:
                   "you squared the mean residual; square each residual first, then average"),
         Diagnosis(lambda x, y: ((x - y) ** 2).mean().sqrt(),
                   "that is the root mean squared error: drop the square root"),
+        Diagnosis(lambda x, y: ((x - y) ** 2).sum() / len(x),
+                  "divide by the number of ELEMENTS, input.numel(), not by the number of rows "
+                  "len(input): for a (4, 3) input that is 12, not 4"),
     ])
 
 
@@ -50,6 +53,9 @@ def check_mse_grad(mse_grad) -> Verdict:
                   "the sign is flipped: the gradient points towards a larger loss, 2(x - y)/N"),
         Diagnosis(lambda x, y: 2 * (x - y) / x.numel() ** 2,
                   "you divided by N twice: the mean already divides once"),
+        Diagnosis(lambda x, y: 2 * (x - y) / len(x),
+                  "N is the number of ELEMENTS, input.numel(), not the number of rows "
+                  "len(input): for a (4, 3) input that is 12, not 4"),
     ])
 
 
@@ -91,7 +97,9 @@ def check_gaussian_nll(gaussian_nll) -> Verdict:
     g = seeded(5)
     cases = [(torch.randn(8, generator=g, dtype=torch.float64),
               torch.randn(8, generator=g, dtype=torch.float64), 0.25),
-             (torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), 2.0)]
+             (torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), 2.0),
+             (torch.randn(4, 3, generator=g, dtype=torch.float64),
+              torch.randn(4, 3, generator=g, dtype=torch.float64), 0.5)]
 
     def reference(x, y, var):
         return F.gaussian_nll_loss(x, y, torch.full_like(x, var), full=True, reduction="sum")
@@ -113,6 +121,10 @@ def check_gaussian_nll(gaussian_nll) -> Verdict:
         Diagnosis(lambda x, y, var: ((x - y) ** 2 / var).sum()
                   + x.numel() / 2 * math.log(2 * math.pi * var),
                   "the squared residuals are divided by 2 var in the Gaussian's exponent"),
+        Diagnosis(lambda x, y, var: ((x - y) ** 2 / (2 * var)).sum()
+                  + len(x) / 2 * math.log(2 * math.pi * var),
+                  "every ELEMENT has its normaliser: the constant is input.numel() / 2 "
+                  "log(2 pi var), not len(input) / 2 log(2 pi var)"),
     ])
 
 
