@@ -48,11 +48,10 @@ def ema(losses, smoothing, correct=True, correct_in_place=False):
     return out
 
 
-def ema_from_first_loss(losses, smoothing):
-    average, out = losses[0], []
-    for loss in losses:
-        average = (1 - smoothing) * average + smoothing * loss
-        out.append(average)
+def ema_from_first_loss(losses, smoothing):  # pandas' ewm(alpha=smoothing, adjust=False)
+    out = [losses[0]]
+    for loss in losses[1:]:
+        out.append(out[-1] + smoothing * (loss - out[-1]))
     return out
 
 

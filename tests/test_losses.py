@@ -125,11 +125,8 @@ def test_mse_loss_grad_by_hand_matches_autograd(case):
     assert_same(L.mse_loss_grad(x, y, reduction, grad_output=grad_output), expected, dtype)
 
 
-@FAST
-@given(st.integers(0, 2**31 - 1), dtypes, st.sampled_from(REDUCTIONS), st.booleans(),
-       st.booleans(), st.sampled_from([1.0, 10.0, 60.0]))
-def test_binary_cross_entropy_with_logits_matches_torch(seed, dtype, reduction, weighted,
-                                                        pos_weighted, scale):
+def binary_case(seed, dtype, reduction, weighted, pos_weighted, scale):
+    """Logits of a given scale, probability targets, and the options drawn."""
     g = torch.Generator().manual_seed(seed)
     x = (scale * torch.randn(5, 3, generator=g, dtype=torch.float64)).to(dtype)
     y = torch.rand(5, 3, generator=g, dtype=torch.float64).to(dtype)
@@ -139,6 +136,15 @@ def test_binary_cross_entropy_with_logits_matches_torch(seed, dtype, reduction, 
     if pos_weighted:
         options["pos_weight"] = (0.5 + 3 * torch.rand(3, generator=g, dtype=torch.float64)
                                  ).to(dtype)
+    return x, y, options
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1), dtypes, st.sampled_from(REDUCTIONS), st.booleans(),
+       st.booleans(), st.sampled_from([1.0, 10.0, 60.0]))
+def test_binary_cross_entropy_with_logits_matches_torch(seed, dtype, reduction, weighted,
+                                                        pos_weighted, scale):
+    x, y, options = binary_case(seed, dtype, reduction, weighted, pos_weighted, scale)
     compare(L.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, [x, y],
             dtype, **options)
 
@@ -148,15 +154,7 @@ def test_binary_cross_entropy_with_logits_matches_torch(seed, dtype, reduction, 
        st.booleans(), st.sampled_from([1.0, 10.0, 60.0]))
 def test_binary_cross_entropy_with_logits_grad_by_hand_matches_autograd(
         seed, dtype, reduction, weighted, pos_weighted, scale):
-    g = torch.Generator().manual_seed(seed)
-    x = (scale * torch.randn(5, 3, generator=g, dtype=torch.float64)).to(dtype)
-    y = torch.rand(5, 3, generator=g, dtype=torch.float64).to(dtype)
-    options = {"reduction": reduction}
-    if weighted:
-        options["weight"] = torch.rand(5, 1, generator=g, dtype=torch.float64).to(dtype)
-    if pos_weighted:
-        options["pos_weight"] = (0.5 + 3 * torch.rand(3, generator=g, dtype=torch.float64)
-                                 ).to(dtype)
+    x, y, options = binary_case(seed, dtype, reduction, weighted, pos_weighted, scale)
     leaf = x.clone().requires_grad_()
     loss = F.binary_cross_entropy_with_logits(leaf, y, **options)
     grad_output = torch.linspace(-1, 2, loss.numel(), dtype=dtype).reshape(loss.shape)
