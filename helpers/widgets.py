@@ -236,10 +236,10 @@ class ThresholdExplorer:
         self.y_true, self.y_score, self.pos_label = y_true, y_score, pos_label
         precision, recall, _ = precision_recall_curve(y_true, y_score, pos_label=pos_label)
         low, high = float(y_score.min()), float(y_score.max())
-        self.slider = widgets.FloatSlider(
-            value=threshold, min=min(low, threshold), max=max(high, threshold),
-            step=(high - low) / 200 or 0.01, readout_format=".3f", description="threshold",
-            continuous_update=True)
+        step = (high - low) / 200 or 0.01
+        self.slider = widgets.FloatSlider(  # one step past the highest score: nothing positive
+            value=threshold, min=min(low, threshold), max=max(high + step, threshold),
+            step=step, readout_format=".3f", description="threshold", continuous_update=True)
         self.status = widgets.HTML()
         self.image = widgets.Image(format="png")
         self.figure = Figure(figsize=(7.0, 3.2), dpi=dpi, layout="constrained")

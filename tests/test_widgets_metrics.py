@@ -44,6 +44,14 @@ def test_the_explorer_shows_metrics_at_threshold_of_its_slider(scored):
     assert explorer.image.value[:4] == b"\x89PNG" and explorer.image.value != first_image
 
 
+def test_the_slider_reaches_past_the_highest_score(scored):
+    y_true, y_score = scored
+    explorer = ThresholdExplorer(y_true, y_score, threshold=0.5)
+    assert explorer.slider.max > y_score.max()
+    explorer.slider.value = explorer.slider.max
+    assert float(explorer.frame().recall) == 0.0  # nothing predicted positive
+
+
 def test_above_every_score_the_point_is_the_curves_end(scored):
     y_true, y_score = scored
     explorer = ThresholdExplorer(y_true, y_score, threshold=1.5)
