@@ -35,6 +35,7 @@ def diagnoses_of(check) -> list[tuple[object, str]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module, "check_function", spy_function, raising=False)
         patch.setattr(module, "check_answer", spy_answer, raising=False)
+        patch.setattr(module, "check_steps", spy_function, raising=False)
         check(not_implemented)
     return found
 

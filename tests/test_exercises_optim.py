@@ -327,6 +327,21 @@ def test_a_step_that_updates_its_inputs_in_place_passes():
     assert ad.check_adam_step(right_adam).passed
 
 
+def test_a_step_mistake_that_agrees_on_one_case_only_does_not_get_its_hint():
+    def forgets_to_accumulate(param, grad, state_sum, lr, eps=1e-10):
+        return param - lr * grad / (grad.abs() + eps), grad * grad
+
+    def first_case_only(param, grad, state_sum, lr, eps=1e-10):
+        if param.shape == (4,):  # the first case: exactly the mistake above
+            return forgets_to_accumulate(param, grad, state_sum, lr, eps)
+        G = state_sum + grad * grad  # noqa: N806
+        return param - 2 * lr * grad / (G.sqrt() + eps), G  # elsewhere another mistake
+
+    assert "ACCUMULATES" in ad.check_adagrad_step(forgets_to_accumulate).message
+    verdict = ad.check_adagrad_step(first_case_only)
+    assert verdict.status == E.WRONG and "ACCUMULATES" not in verdict.message, verdict.message
+
+
 def test_a_state_with_extra_entries_or_a_tensor_step_passes():
     def tensor_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
         param, state = right_adam(param, grad, state, lr, betas, eps)

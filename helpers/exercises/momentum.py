@@ -174,16 +174,35 @@ def _step_difference(got: dict, expected: dict, rtol: float, atol: float) -> str
     return None
 
 
-def _same_run(got: list[tuple[dict, object]], wrong_step: Callable, case: StepCase,
-              state_name: str) -> bool:
-    """Whether the learner's steps so far equal those of `wrong_step`, entry by entry."""
-    try:
-        mistake, _ = _run(wrong_step, case, state_name)
-    except Exception:  # noqa: BLE001 - a diagnosis that does not apply to this case
+def _equal_runs(mine: list[tuple[dict, object]], theirs: list[tuple[dict, object]],
+                dtype: torch.dtype) -> bool:
+    """Whether two runs agree entry by entry, over the steps both made."""
+    tolerance = _tolerance(dtype)
+    return all(_step_difference(a[0], b[0], *tolerance) is None for a, b in zip(mine, theirs))
+
+
+def _same_mistake(learner: Callable, wrong_step: Callable, got: list[tuple[dict, object]],
+                  failing: StepCase, cases: Sequence[StepCase], state_name: str) -> bool:
+    """Whether the learner's step is `wrong_step`: equal to it on the failing case up to the
+    first difference (`got`), and over every other case where the wrong step runs, as
+    `check_function` decides for its diagnoses."""
+    def run(step, case):
+        try:
+            return _run(step, case, state_name)[0]
+        except Exception:  # noqa: BLE001 - any failure means "no run here"
+            return None
+
+    theirs = run(wrong_step, failing)
+    if theirs is None or not _equal_runs(got, theirs, failing.param.dtype):
         return False
-    tolerance = _tolerance(case.param.dtype)
-    return all(_step_difference(mine[0], theirs[0], *tolerance) is None
-               for mine, theirs in zip(got, mistake))
+    for case in cases:
+        if case is failing or (theirs := run(wrong_step, case)) is None:
+            continue
+        mine = run(learner, case)
+        if mine is None or len(mine) != len(theirs) or not _equal_runs(
+                mine, theirs, case.param.dtype):
+            return False
+    return True
 
 
 def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCase],
@@ -193,8 +212,8 @@ def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCas
     A learner's step returns ``(param, state)``; its state is fed back into the next step. The
     parameter and each state entry are compared after every step, and the learner's run stops at
     the first difference. Then each diagnosis (a wrong step function) is run through the same
-    case: if it equals the learner's steps up to there, its hint is the verdict; otherwise the
-    first difference is named.
+    case: if it equals the learner's steps up to there, and the learner's whole run on every other
+    case, its hint is the verdict; otherwise the first difference is named.
     """
     if not callable(learner):
         return wrong(task, f"expected a function, but got {type(learner).__name__}")
@@ -212,7 +231,7 @@ def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCas
         if difference is None:
             continue
         for diagnosis in diagnoses:
-            if _same_run(got, diagnosis.wrong, case, state_name):
+            if _same_mistake(learner, diagnosis.wrong, got, case, cases, state_name):
                 return wrong(task, diagnosis.hint)
         step, problem = difference
         return wrong(task, f"after step {step}, {problem} {on}")
