@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard exercises/solutions/*.ipyn
 # JupyterLab refuses to run as root unless told; add the flag only when needed.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-browser lint unit nbval notebooks exercises verify clean
+.PHONY: lab test test-browser lint unit nbval portability notebooks exercises verify clean
 
 # Tests and stored outputs run torch single-threaded: the results do not depend on the number
 # of cores, and parallel test workers (each with a kernel) do not oversubscribe the CPU.
@@ -26,6 +26,12 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --dist loadscope
+	$(BIN)/python tests/portability.py
+
+# the notebooks and the exercise checkers again, as other CPUs, MKL paths and thread counts compute
+# them (tests/portability.py); part of make test
+portability: $(STAMP)
+	$(BIN)/python tests/portability.py
 
 # the widgets in JupyterLab + headless Chromium (skipped with a reason when no Chromium is installed)
 test-browser: $(STAMP)

@@ -99,11 +99,13 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
 SCHEDULES = ("constant", "step", "cosine", "one-cycle")
 
 
-def digits_mlp(seed: int = 0, hidden: int = 64) -> torch.nn.Module:
-    """64 pixels -> `hidden` ReLU units -> 10 logits, initialised from `seed`."""
+def digits_mlp(seed: int = 0, hidden: int = 64, dtype: torch.dtype = torch.float32
+               ) -> torch.nn.Module:
+    """64 pixels -> `hidden` ReLU units -> 10 logits, initialised from `seed` (drawn in float32,
+    torch's default, then converted to `dtype`: the same starting point in every dtype)."""
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(),
-                               torch.nn.Linear(hidden, 10))
+                               torch.nn.Linear(hidden, 10)).to(dtype)
 
 
 def make_scheduler(optimizer, schedule: str, total_steps: int, warmup_steps: int = 0):
@@ -133,9 +135,9 @@ def train_digits(data, lr: float, schedule: str = "constant", warmup_steps: int 
                  seed: int = 0) -> History:
     """One run of the digits MLP with SGD (momentum 0.9) at base rate `lr` under a schedule.
 
-    One-cycle also cycles the momentum (0.95 -> 0.85 -> 0.95, as torch's OneCycleLR does), so its
-    runs do not keep `momentum`."""
-    model = digits_mlp(seed)
+    The model takes the dtype of the data. One-cycle also cycles the momentum (0.95 -> 0.85 ->
+    0.95, as torch's OneCycleLR does), so its runs do not keep `momentum`."""
+    model = digits_mlp(seed, dtype=data[0].dtype)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     steps = epochs * math.ceil(len(data[1]) / batch_size)
     scheduler = make_scheduler(optimizer, schedule, steps, warmup_steps)

@@ -95,6 +95,15 @@ def test_every_skipped_comparison_says_why(path):
             f"code cell {number} is excluded from nbval comparison without a comment saying why")
 
 
+@pytest.mark.parametrize("path", ALL, ids=names(ALL))
+def test_test_scaffolding_is_in_cell_tags_not_in_the_code(path):
+    _, cells = code_cells(path)
+    for number, cell in enumerate(cells, 1):
+        marker = re.search(r"#\s*NBVAL_\w+", "".join(cell["source"]))
+        assert not marker, (f"code cell {number} has {marker.group()} in its code: use the cell "
+                            "tag (nbval-ignore-output, nbval-skip, raises-exception) instead")
+
+
 def test_the_reason_check_can_fail():
     assert not has_reason("# NBVAL_IGNORE_OUTPUT\nprint(1)")
     assert has_reason("# NBVAL_IGNORE_OUTPUT\n# timings vary\nprint(1)")

@@ -117,3 +117,14 @@ def test_runs_are_repeatable(data):
     first = T.train_digits(data, 0.1, "cosine", 5, epochs=1, batch_size=256)
     second = T.train_digits(data, 0.1, "cosine", 5, epochs=1, batch_size=256)
     assert first.step_losses == second.step_losses
+
+
+def test_a_float64_run_starts_where_the_float32_run_starts_and_trains_in_float64(data):
+    double = tuple(t.double() if t.is_floating_point() else t for t in data)
+    assert all(p.dtype == torch.float64 for p in T.digits_mlp(dtype=torch.float64).parameters())
+    for p32, p64 in zip(T.digits_mlp(3).parameters(), T.digits_mlp(3, dtype=torch.float64)
+                        .parameters()):
+        assert torch.equal(p32.double(), p64)
+    first = T.train_digits(data, 0.1, epochs=1, batch_size=256).step_losses[0]
+    first64 = T.train_digits(double, 0.1, epochs=1, batch_size=256).step_losses[0]
+    assert first64 == pytest.approx(first, rel=1e-6) and first64 != first  # computed in float64

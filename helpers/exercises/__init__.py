@@ -111,10 +111,27 @@ _COMPLEX = ("your result is complex (torch.linalg.eigvals and eig always return 
             "real and sorted, or take .real")
 
 
+# The least a comparison in low precision asks for, (rtol, atol). float32 results of the same
+# formula differ in their last bits between BLAS / LAPACK kernels, thread counts, and even two runs
+# of one library (MKL's results can depend on memory alignment): about 1e-6 relative for linear
+# algebra. Asking for more would reject a right answer, or miss a mistake, on some machines.
+LOW_PRECISION_TOLERANCE = {torch.float32: (1e-5, 1e-6), torch.complex64: (1e-5, 1e-6),
+                           torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5)}
+
+
+def tolerance(dtype: torch.dtype, rtol: float, atol: float) -> tuple[float, float]:
+    """(rtol, atol) for comparing values of `dtype`: the requested ones, but never tighter than
+    `LOW_PRECISION_TOLERANCE` for float32 and half precision."""
+    floor_rtol, floor_atol = LOW_PRECISION_TOLERANCE.get(dtype, (0.0, 0.0))
+    return max(rtol, floor_rtol), max(atol, floor_atol)
+
+
 def _close(a, b, rtol: float, atol: float) -> bool:
     """Same type, shape and dtype, and equal values (NaN equal to NaN); a number may come as a
-    Python, NumPy or one-element tensor value."""
+    Python, NumPy or one-element tensor value. Tensors in float32 or half precision are compared
+    at no tighter than `LOW_PRECISION_TOLERANCE`."""
     if isinstance(b, torch.Tensor):
+        rtol, atol = tolerance(b.dtype, rtol, atol)
         return (isinstance(a, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
                 and torch.allclose(a.detach(), b.detach(), rtol=rtol, atol=atol, equal_nan=True))
     if isinstance(b, tuple | list):

@@ -26,6 +26,7 @@ from helpers.exercises import (
     not_implemented,
     passed,
     seeded,
+    tolerance,
     values_differ,
     wrong,
 )
@@ -135,8 +136,8 @@ def _validate(out, number: int, state_name: str, expected_state) -> None:
 
 
 def _tolerance(dtype: torch.dtype) -> tuple[float, float]:
-    """(rtol, atol): tight in float64, torch.testing's float32 scale otherwise."""
-    return (1e-6, 1e-8) if dtype == torch.float64 else (1e-5, 1e-6)
+    """(rtol, atol): tight in float64, no tighter than float32 and half precision reproduce."""
+    return tolerance(dtype, 1e-6, 1e-8)
 
 
 def _difference(name: str, got, expected, rtol: float, atol: float) -> str | None:

@@ -1,0 +1,75 @@
+"""The portability check catches a stored number that depends on the machine, and passes one
+that does not."""
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+import portability  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# a float32 sum of a million numbers: threads and vector kernels add them in another order
+DRAW = ("import torch\n"
+        "x = torch.randn(10**6, generator=torch.Generator().manual_seed(0))")
+UNSTABLE = "print(x.sum().item())  # every digit of a float32 sum"
+STABLE = "print(round(x.double().sum().item(), 6))  # float64, rounded far above its error"
+
+
+def executed_notebook(path: Path, cell: str) -> Path:
+    """A notebook stored with its outputs, as `make notebooks` stores them (one thread)."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(DRAW),
+                                               nbformat.v4.new_code_cell(cell)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # as make notebooks stores them
+        NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_the_configurations_cover_every_dimension():
+    for native in ("avx512", "avx2", "default"):
+        chosen = portability.configurations(native)
+        assert len(chosen) >= 2
+        kernels = {c.env["ATEN_CPU_CAPABILITY"] for c in chosen}
+        assert "default" in kernels and (native == "default" or kernels - {"default"})
+        threads = {c.env["OMP_NUM_THREADS"] for c in chosen}  # make test itself runs 1 thread
+        assert "2" in threads and portability.UNSET in threads
+        assert any(c.env.get("MKL_CBWR") for c in chosen)
+        assert any(c.env.get("MKL_ENABLE_INSTRUCTIONS") for c in chosen)
+    avx512 = portability.configurations("avx512")
+    assert "avx2" in {c.env["ATEN_CPU_CAPABILITY"] for c in avx512}  # the level make test skips
+
+
+def test_an_unset_variable_is_removed_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    lab = portability.Configuration("lab", {"OMP_NUM_THREADS": portability.UNSET})
+    assert "OMP_NUM_THREADS" not in lab.environment()
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("portability")
+    paths = [executed_notebook(folder / "stable.ipynb", STABLE),
+             executed_notebook(folder / "unstable.ipynb", UNSTABLE)]
+    options = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(folder)]
+    return [portability.run(configuration, paths, workers=0, extra_args=options)
+            for configuration in portability.configurations()]
+
+
+def test_a_stored_unstable_number_fails_the_check(outcomes):
+    failed = [o for o in outcomes if not o.passed]
+    assert failed, "no configuration noticed a float32 sum printed to the last digit"
+    for outcome in failed:
+        assert outcome.failures == ["unstable.ipynb::Cell 1"], outcome.failures
+
+
+def test_a_stored_stable_number_passes_it(outcomes):
+    for outcome in outcomes:
+        assert "stable.ipynb::Cell 1" not in " ".join(outcome.failures)
+        assert f"{4 - len(outcome.failures)} passed" in outcome.summary, outcome.summary
