@@ -106,7 +106,7 @@ def run(configuration: Configuration, paths=PATHS, cwd: Path = ROOT, workers: in
     It changes when an idle thread wakes, not how the work is split, so results are unchanged.
     """
     parallel = ["-n", str(workers), "--dist", "loadscope"] if workers else ["-p", "no:xdist"]
-    command = [sys.executable, "-m", "pytest", *parallel, "-q", "-rf", "--color=no",
+    command = [sys.executable, "-m", "pytest", *parallel, "-q", "-rfE", "--color=no",
                "-k", DESELECT, *extra_args, *map(str, paths)]
     env = configuration.environment()
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -114,8 +114,8 @@ def run(configuration: Configuration, paths=PATHS, cwd: Path = ROOT, workers: in
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     lines = result.stdout.strip().splitlines()
-    failures = [line.removeprefix("FAILED ").split(" - ")[0] for line in lines
-                if line.startswith("FAILED ")]
+    failures = [line.split(" ", 1)[1].split(" - ")[0] for line in lines
+                if line.startswith(("FAILED ", "ERROR "))]
     if result.returncode != 0 and not failures:  # a crash, or nothing collected
         failures = (lines + result.stderr.strip().splitlines())[-20:]
     return Outcome(configuration, result.returncode, seconds, lines[-1] if lines else "",

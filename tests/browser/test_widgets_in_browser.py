@@ -184,7 +184,7 @@ def slider_moves_figure(page, explorer, presses: int = 40) -> tuple[bool, str]:
     return False, f"the slider moved {presses} steps but the figure stayed the same"
 
 
-def check_explorers(page, notebook: str) -> list[str]:
+def check_explorers(page, notebook: str, presses: int = 40) -> list[str]:
     problems = []
     if page.get_by_text("Error displaying widget").count():
         problems.append("Error displaying widget")
@@ -195,7 +195,7 @@ def check_explorers(page, notebook: str) -> list[str]:
     for index in range(explorers.count()):
         explorer = explorers.nth(index)
         explorer.scroll_into_view_if_needed()
-        moved, why = slider_moves_figure(page, explorer)
+        moved, why = slider_moves_figure(page, explorer, presses)
         if not moved:
             problems.append(f"explorer {index + 1}: {why}")
     return problems
@@ -245,7 +245,8 @@ def test_the_check_fails_on_a_broken_widget(browser, lab):
     nbformat.write(broken, lab.root / "notebooks" / "zz_broken_widget.ipynb")
     page = open_and_run_all(browser, lab, "zz_broken_widget.ipynb")
     try:
-        problems = check_explorers(page, "zz_broken_widget.ipynb")
+        # a working explorer's figure changes within 4 presses; 8 (10 s of waiting) prove it stuck
+        problems = check_explorers(page, "zz_broken_widget.ipynb", presses=8)
     finally:
         page.close()
     assert any("figure stayed the same" in p for p in problems), problems
