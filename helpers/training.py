@@ -93,6 +93,88 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
 
 
 # --------------------------------------------------------------------------------------------
+# Checkpoints: stop after any epoch, go on later, bit for bit
+# --------------------------------------------------------------------------------------------
+
+_SAFE_SCALARS = (type(None), bool, int, float, str, torch.Tensor, torch.dtype, torch.device)
+
+
+def _check_extra(name: str, value) -> None:
+    """`value` must load with `torch.load(weights_only=True)`: tensors, numbers, strings and
+    lists, tuples or dicts of them."""
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_extra(f"{name}[{index}]", item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_extra(f"{name}[{key!r}]", item)
+    elif not isinstance(value, _SAFE_SCALARS):
+        raise TypeError(f"expected {name} to be a tensor, number, string, or a list / tuple / "
+                        f"dict of them (what weights_only loading accepts), but got "
+                        f"{type(value).__name__}")
+
+
+def save_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
+                    generator: torch.Generator | None = None, **extra) -> None:
+    """Save everything a run needs to go on as if it had never stopped.
+
+    The model's parameters and buffers, the optimizer's state (momentum buffers, moment
+    estimates, step counts), the scheduler's position, the state of `generator` (the data order
+    of `fit`), torch's global random state (dropout masks and other draws), and `extra` values
+    such as the epoch or the best validation loss, returned by `load_checkpoint`.
+    """
+    for key, value in extra.items():
+        _check_extra(key, value)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "generator": None if generator is None else generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "extra": extra}, path)
+
+
+def _load_model_state(model: torch.nn.Module, state: dict) -> None:
+    """`model.load_state_dict(state)`, refusing a checkpoint of another model with a message
+    that lists every difference."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    shapes = [f"{key}: checkpoint {tuple(state[key].shape)}, model {tuple(own[key].shape)}"
+              for key in own if key in state and state[key].shape != own[key].shape]
+    if missing or unexpected or shapes:
+        problems = [f"missing keys {missing}" if missing else "",
+                    f"unexpected keys {unexpected}" if unexpected else "",
+                    f"other shapes ({'; '.join(shapes)})" if shapes else ""]
+        raise ValueError("expected a checkpoint of this model, but got one with "
+                         + ", ".join(p for p in problems if p))
+    model.load_state_dict(state)
+
+
+def load_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
+                    generator: torch.Generator | None = None) -> dict:
+    """Restore what `save_checkpoint` saved into fresh objects; return its `extra` values.
+
+    Loads with `weights_only=True` (no arbitrary code from the file), and restores torch's
+    global random state, so that the next dropout mask is the one the interrupted run would
+    have drawn.
+    """
+    checkpoint = torch.load(path, weights_only=True)
+    _load_model_state(model, checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if (scheduler is None) != (checkpoint["scheduler"] is None):
+        raise ValueError(f"expected {'no ' if scheduler is None else 'a '}scheduler state, as "
+                         f"the scheduler passed, but the checkpoint has "
+                         f"{'none' if checkpoint['scheduler'] is None else 'one'}")
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    if generator is not None:
+        if checkpoint["generator"] is None:
+            raise ValueError("expected a generator state in the checkpoint, but it was saved "
+                             "without a generator")
+        generator.set_state(checkpoint["generator"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    return checkpoint["extra"]
+
+
+# --------------------------------------------------------------------------------------------
 # Chapter 06: an MLP on scikit-learn's digits, under every learning-rate setting
 # --------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The training loop, the digits task of chapter 06, and its grid of precomputed runs."""
+"""The training loop, checkpoints, the digits task of chapter 06 and its precomputed runs."""
 
 import math
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import optim as helpers_optim
 from helpers import schedules
 from helpers import training as T
 from helpers.data import digits
@@ -128,3 +129,105 @@ def test_a_float64_run_starts_where_the_float32_run_starts_and_trains_in_float64
     first = T.train_digits(data, 0.1, epochs=1, batch_size=256).step_losses[0]
     first64 = T.train_digits(double, 0.1, epochs=1, batch_size=256).step_losses[0]
     assert first64 == pytest.approx(first, rel=1e-6) and first64 != first  # computed in float64
+
+
+def dropout_mlp(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                               torch.nn.Linear(32, 10))
+
+
+def torch_sgd(model):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=40)
+
+
+def our_adam(model):
+    optimizer = helpers_optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-3)
+    warmup = schedules.LinearLR(optimizer, start_factor=0.1, total_iters=5)
+    cosine = schedules.CosineAnnealingLR(optimizer, T_max=35)
+    return optimizer, schedules.SequentialLR(optimizer, [warmup, cosine], milestones=[5])
+
+
+@pytest.mark.parametrize("make_optimizer", [torch_sgd, our_adam], ids=["torch", "ours"])
+def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(data, tmp_path, make_optimizer):
+    small = tuple(t[:400] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+
+    def start():
+        model = dropout_mlp(0)
+        return (model, *make_optimizer(model), torch.Generator().manual_seed(1))
+
+    model, optimizer, scheduler, generator = start()
+    T.fit(model, optimizer, small, epochs=4, batch_size=50, generator=generator,
+          scheduler=scheduler)
+
+    model_a, optimizer_a, scheduler_a, generator_a = start()
+    T.fit(model_a, optimizer_a, small, epochs=2, batch_size=50, generator=generator_a,
+          scheduler=scheduler_a)
+    T.save_checkpoint(tmp_path / "run.pt", model_a, optimizer_a, scheduler_a, generator_a,
+                      epoch=2, best={"loss": 0.5, "at": [1, 2]})
+    torch.manual_seed(123)  # a new process: other random state, other initial weights
+    model_b, optimizer_b, scheduler_b, generator_b = start()
+    torch.rand(7)
+    extra = T.load_checkpoint(tmp_path / "run.pt", model_b, optimizer_b, scheduler_b,
+                              generator_b)
+    assert extra == {"epoch": 2, "best": {"loss": 0.5, "at": [1, 2]}}
+    T.fit(model_b, optimizer_b, small, epochs=2, batch_size=50, generator=generator_b,
+          scheduler=scheduler_b)
+
+    for p, q in zip(model.parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(p, q)  # bit for bit
+    assert optimizer.param_groups[0]["lr"] == optimizer_b.param_groups[0]["lr"]
+    for p in model.parameters():
+        state, state_b = optimizer.state[p], optimizer_b.state[dict(zip(
+            model.parameters(), model_b.parameters()))[p]]
+        assert all(torch.equal(torch.as_tensor(state[k]), torch.as_tensor(state_b[k]))
+                   for k in state)
+
+
+def test_resuming_without_the_random_state_is_not_bit_identical(data, tmp_path):
+    """The check above can fail: dropout draws from torch's global random state."""
+    small = tuple(t[:400] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+    runs = []
+    for restore_rng in (True, False):
+        model = dropout_mlp(0)
+        optimizer, _ = torch_sgd(model)
+        generator = torch.Generator().manual_seed(1)
+        T.fit(model, optimizer, small, epochs=1, batch_size=50, generator=generator)
+        T.save_checkpoint(tmp_path / "run.pt", model, optimizer, generator=generator)
+        saved_rng = torch.get_rng_state()
+        torch.rand(3)
+        T.load_checkpoint(tmp_path / "run.pt", model, optimizer, generator=generator)
+        if not restore_rng:
+            torch.set_rng_state(saved_rng)
+            torch.rand(3)  # what a loader that forgets the random state leaves behind
+        T.fit(model, optimizer, small, epochs=1, batch_size=50, generator=generator)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    assert not all(torch.equal(p, q) for p, q in zip(*runs))
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_every_difference(tmp_path):
+    model = T.digits_mlp()
+    T.save_checkpoint(tmp_path / "run.pt", model, torch.optim.SGD(model.parameters(), lr=0.1))
+    other = T.digits_mlp(hidden=32)
+    with pytest.raises(ValueError, match=r"other shapes \(0.weight: checkpoint \(64, 64\), "
+                                         r"model \(32, 64\)"):
+        T.load_checkpoint(tmp_path / "run.pt", other, torch.optim.SGD(other.parameters(), lr=0.1))
+    deeper = torch.nn.Sequential(*T.digits_mlp(), torch.nn.ReLU(), torch.nn.Linear(10, 10))
+    with pytest.raises(ValueError, match=r"missing keys \['4.weight', '4.bias'\]"):
+        T.load_checkpoint(tmp_path / "run.pt", deeper,
+                          torch.optim.SGD(deeper.parameters(), lr=0.1))
+
+
+def test_extra_values_must_load_without_running_code(tmp_path):
+    model = T.digits_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"expected note\['how'\] to be a tensor, number, "
+                                        r"string.*but got function"):
+        T.save_checkpoint(tmp_path / "run.pt", model, optimizer, note={"how": lambda: 0})
+    T.save_checkpoint(tmp_path / "run.pt", model, optimizer, scheduler=None, epoch=3)
+    with pytest.raises(ValueError, match="expected a scheduler state"):
+        T.load_checkpoint(tmp_path / "run.pt", model, optimizer,
+                          scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 2))
+    with pytest.raises(ValueError, match="saved without a generator"):
+        T.load_checkpoint(tmp_path / "run.pt", model, optimizer, generator=torch.Generator())
