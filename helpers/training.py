@@ -157,18 +157,20 @@ def load_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
     have drawn.
     """
     checkpoint = torch.load(path, weights_only=True)
-    _load_model_state(model, checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    # every refusal comes before anything is loaded: a refused checkpoint leaves the objects as
+    # they were
     if (scheduler is None) != (checkpoint["scheduler"] is None):
         raise ValueError(f"expected {'no ' if scheduler is None else 'a '}scheduler state, as "
                          f"the scheduler passed, but the checkpoint has "
                          f"{'none' if checkpoint['scheduler'] is None else 'one'}")
+    if generator is not None and checkpoint["generator"] is None:
+        raise ValueError("expected a generator state in the checkpoint, but it was saved "
+                         "without a generator")
+    _load_model_state(model, checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
     if generator is not None:
-        if checkpoint["generator"] is None:
-            raise ValueError("expected a generator state in the checkpoint, but it was saved "
-                             "without a generator")
         generator.set_state(checkpoint["generator"])
     torch.set_rng_state(checkpoint["torch_rng"])
     return checkpoint["extra"]

@@ -3,11 +3,11 @@ on other learners' machines.
 
 A stored output is a claim that every learner gets the same. What can change it without any change
 to the code is how the CPU computes: torch's vectorised CPU kernels (`ATEN_CPU_CAPABILITY`:
-default, avx2, avx512), MKL's code paths (`MKL_ENABLE_INSTRUCTIONS`, and `MKL_CBWR` which picks
-another summation order), and the number of threads, which splits reductions differently
-(`OMP_NUM_THREADS`: 1 in `make test`, unset in `make lab`, where torch takes every core). Each
-changes the last bits of float32 results, which chaotic computations (training at large learning
-rates) amplify into different numbers.
+default, avx2, avx512), MKL's code paths (`MKL_ENABLE_INSTRUCTIONS`, and `MKL_CBWR`, MKL's
+reproducible mode: one fixed code path), and the number of threads, which splits reductions
+differently (`OMP_NUM_THREADS`: 1 in `make test`, unset in `make lab`, where torch takes every
+core). Each changes the last bits of float32 results, which chaotic computations (training at
+large learning rates) amplify into different numbers.
 
 `make test` runs the whole suite single-threaded on this CPU's best kernels; this script runs the
 notebooks, the solution notebooks and the exercise-checker tests again under each configuration
@@ -102,8 +102,10 @@ def run(configuration: Configuration, paths=PATHS, cwd: Path = ROOT, workers: in
     "auto": one per core, as in `make test`).
 
     Threaded workers side by side oversubscribe the cores, and OpenMP threads that spin while
-    they wait make that 3 to 7 times slower; `OMP_WAIT_POLICY=PASSIVE` lets them sleep instead.
-    It changes when an idle thread wakes, not how the work is split, so results are unchanged.
+    they wait make that many times slower (two processes of two threads on two cores: a training
+    step of chapter 06 took 93 ms instead of 0.8 ms); `OMP_WAIT_POLICY=PASSIVE` lets them sleep
+    instead. It changes when an idle thread wakes, not how the work is split, so results are
+    unchanged.
     """
     parallel = ["-n", str(workers), "--dist", "loadscope"] if workers else ["-p", "no:xdist"]
     command = [sys.executable, "-m", "pytest", *parallel, "-q", "-rfE", "--color=no",

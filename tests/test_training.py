@@ -226,8 +226,12 @@ def test_extra_values_must_load_without_running_code(tmp_path):
                                         r"string.*but got function"):
         T.save_checkpoint(tmp_path / "run.pt", model, optimizer, note={"how": lambda: 0})
     T.save_checkpoint(tmp_path / "run.pt", model, optimizer, scheduler=None, epoch=3)
+    other = T.digits_mlp(seed=1)
+    before = [p.detach().clone() for p in other.parameters()]
+    other_optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="expected a scheduler state"):
-        T.load_checkpoint(tmp_path / "run.pt", model, optimizer,
-                          scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 2))
+        T.load_checkpoint(tmp_path / "run.pt", other, other_optimizer,
+                          scheduler=torch.optim.lr_scheduler.StepLR(other_optimizer, 2))
+    assert all(torch.equal(p, q) for p, q in zip(other.parameters(), before))  # nothing loaded
     with pytest.raises(ValueError, match="saved without a generator"):
         T.load_checkpoint(tmp_path / "run.pt", model, optimizer, generator=torch.Generator())
