@@ -81,6 +81,65 @@ def breast_cancer(*, test_fraction: float = 0.25, generator: torch.Generator | N
     return X[~test], X[test], y[~test], y[test]
 
 
+def moons(n_samples: int = 1024, *, noise: float = 0.2, generator: torch.Generator | None = None,
+          dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    r"""Two interleaving half circles in the plane (scikit-learn's `make_moons`, drawn by torch).
+
+    Each sample's class is a fair coin; its angle $t$ is uniform in $[0, \pi]$; class 0 lies on
+    $(\cos t, \sin t)$, class 1 on $(1 - \cos t, \tfrac12 - \sin t)$, and both get Gaussian noise of
+    standard deviation `noise`. A fresh draw is fresh data from the same distribution, as often as
+    needed. Returns `(X, y)`: shapes `(n_samples, 2)` and `(n_samples,)`, int64 labels.
+    """
+    _check_count("n_samples", n_samples)
+    if not noise >= 0:
+        raise ValueError(f"expected noise >= 0, but got {noise!r}")
+    kwargs = dict(generator=generator, dtype=dtype)
+    y = (torch.rand(n_samples, **kwargs) < 0.5).long()
+    t = torch.pi * torch.rand(n_samples, **kwargs)
+    upper = torch.stack([torch.cos(t), torch.sin(t)], dim=1)
+    lower = torch.stack([1 - torch.cos(t), 0.5 - torch.sin(t)], dim=1)
+    X = torch.where(y[:, None] == 0, upper, lower) + noise * torch.randn(n_samples, 2, **kwargs)
+    return X, y
+
+
+def split(*tensors: Tensor, fractions: tuple[float, ...],
+          generator: torch.Generator | None = None) -> list[tuple[Tensor, ...]]:
+    """Cut tensors that share their first dimension into random parts of the given fractions.
+
+    `split(X, y, fractions=(0.6, 0.2, 0.2), generator=g)` gives `[(X_train, y_train), (X_val,
+    y_val), (X_test, y_test)]`: one permutation drawn with `generator`, part sizes rounded down
+    and the remainder given to the first part, so every sample lands in exactly one part.
+    """
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError(f"expected one or more tensors, but got "
+                        f"{[type(t).__name__ for t in tensors]}")
+    lengths = [len(t) for t in tensors]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"expected tensors with the same number of samples, but got {lengths}")
+    if (len(fractions) < 2 or any(not 0 < f < 1 for f in fractions)
+            or abs(sum(fractions) - 1) > 1e-9):
+        raise ValueError(f"expected two or more fractions in (0, 1) that sum to 1, but got "
+                         f"{fractions}")
+    n = lengths[0]
+    sizes = [int(f * n) for f in fractions]
+    sizes[0] += n - sum(sizes)
+    if min(sizes) < 1:
+        raise ValueError(f"expected every part to get a sample, but {n} samples split by "
+                         f"{fractions} gives parts of {sizes}")
+    order = torch.randperm(n, generator=generator)
+    return [tuple(t[part] for t in tensors) for part in order.split(sizes)]
+
+
+def load_digits(*, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled handwritten digits as `(X, y)`: 1797 images of 8 x 8 pixels,
+    flattened to 64 features scaled to [0, 1] (intensities 0..16 divided by 16), labels 0..9."""
+    from sklearn.datasets import load_digits as _load  # ships with scikit-learn: no download
+
+    data = _load()
+    return (torch.as_tensor(data.data, dtype=dtype) / 16,
+            torch.as_tensor(data.target, dtype=torch.long))
+
+
 def digits(*, val_fraction: float = 0.25, generator: torch.Generator | None = None,
            dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r"""scikit-learn's bundled handwritten digits, split into training and validation tensors.
@@ -90,13 +149,9 @@ def digits(*, val_fraction: float = 0.25, generator: torch.Generator | None = No
     `generator`) is held out. Returns `(X_train, y_train, X_val, y_val)`, int64 labels, in the
     order `helpers.training.fit` takes them.
     """
-    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
-
     if not 0 < val_fraction < 1:
         raise ValueError(f"expected 0 < val_fraction < 1, but got {val_fraction!r}")
-    data = load_digits()
-    X = torch.as_tensor(data.data, dtype=dtype) / 16
-    y = torch.as_tensor(data.target, dtype=torch.long)
+    X, y = load_digits(dtype=dtype)
     order = torch.randperm(len(y), generator=generator)
     n_val = round(val_fraction * len(y))
     val, train = order[:n_val], order[n_val:]

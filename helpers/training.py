@@ -1,8 +1,9 @@
-"""The train / evaluate loop, and the small real training task of chapter 06.
+"""The train / evaluate loop, checkpoints, early stopping, and the digits task of chapter 06.
 
 `fit` is the classic loop done right: the model in train mode while training and in eval mode
 under `torch.no_grad()` while evaluating, `zero_grad` before every backward pass,
-`scheduler.step()` after `optimizer.step()`, and a stop as soon as the loss is no longer finite.
+`scheduler.step()` after `optimizer.step()`, and a stop as soon as the loss is no longer finite
+(or, with `EarlyStopping`, when the validation loss has stopped improving).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from helpers import schedules
+from helpers import metrics, schedules
 
 
 @dataclass
@@ -30,6 +31,8 @@ class History:
     val_losses: list[float] = field(default_factory=list)  # validation loss after each epoch
     val_accuracies: list[float] = field(default_factory=list)  # validation accuracy per epoch
     diverged: bool = False  # stopped early because the loss became inf or nan
+    best_epoch: int | None = None  # with early stopping: the epoch (1, 2, ...) whose weights the
+    #                                model holds at the end
 
 
 def shuffled_batches(n_samples: int, batch_size: int,
@@ -62,11 +65,95 @@ def evaluate(model: torch.nn.Module, X: Tensor, y: Tensor,
         model.train(was_training)
 
 
+@torch.no_grad()
+def evaluate_batches(model: torch.nn.Module, batches, loss_fn: Callable = F.cross_entropy
+                     ) -> tuple[float, metrics.StreamingConfusionMatrix]:
+    r"""(mean loss, confusion counts) of a classifier over an iterable of `(X, y)` batches, such
+    as a `DataLoader`, in eval mode without gradients.
+
+    The loss of each batch is weighted by its size, $\frac1N \sum_b n_b \bar\ell_b$, and the
+    predictions are counted into one `helpers.metrics.StreamingConfusionMatrix`: every metric
+    read from it equals the metric of one pass over all the data, whatever the batches.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        counts = metrics.StreamingConfusionMatrix()
+        total_loss, n = 0.0, 0
+        for X, y in batches:
+            logits = model(X)
+            if logits.dim() != 2 or logits.shape[1] < 2:
+                raise ValueError(f"expected logits of shape (N, C) with C >= 2 classes, but got "
+                                 f"{tuple(logits.shape)}")
+            total_loss += loss_fn(logits, y).item() * len(y)
+            n += len(y)
+            counts.update(y, logits.argmax(dim=1))
+        if n == 0:
+            raise ValueError("expected at least one batch with samples, but got none")
+        return total_loss / n, counts
+    finally:
+        model.train(was_training)
+
+
+class EarlyStopping:
+    """Stop when the validation loss has not improved for `patience` epochs; keep the best weights.
+
+    An epoch improves when its loss is below the best so far by more than `min_delta`
+    (Keras' and Lightning's rule). `step(loss, model)` records the epoch and returns True when
+    training should stop; `restore(model)` loads the weights of the best epoch (a copy is kept
+    at every improvement). `state_dict()` / `load_state_dict()` let a checkpoint carry it.
+    """
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.0):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"expected patience to be an integer >= 1, but got {patience!r}")
+        if not min_delta >= 0:
+            raise ValueError(f"expected min_delta >= 0, but got {min_delta!r}")
+        self.patience, self.min_delta = patience, min_delta
+        self.best_loss = math.inf
+        self.best_epoch = 0  # 0: no epoch recorded yet
+        self.epoch = 0
+        self.best_state: dict[str, Tensor] | None = None
+
+    @property
+    def bad_epochs(self) -> int:
+        """Epochs since the last improvement."""
+        return self.epoch - self.best_epoch
+
+    def step(self, loss: float, model: torch.nn.Module) -> bool:
+        self.epoch += 1
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch = loss, self.epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return self.bad_epochs >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best_state is None:
+            raise ValueError("expected at least one recorded epoch before restore, but got none")
+        model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {"patience": self.patience, "min_delta": self.min_delta,
+                "best_loss": self.best_loss, "best_epoch": self.best_epoch, "epoch": self.epoch,
+                "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("patience", "min_delta", "best_loss", "best_epoch", "epoch", "best_state"):
+            setattr(self, key, state[key])
+
+
 def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, Tensor], *,
         epochs: int, batch_size: int, generator: torch.Generator, scheduler=None,
-        loss_fn: Callable = F.cross_entropy) -> History:
+        loss_fn: Callable = F.cross_entropy, early_stopping: EarlyStopping | None = None
+        ) -> History:
     """Train on `data = (X_train, y_train, X_val, y_val)` with minibatches, evaluating after each
-    epoch; `scheduler.step()` runs after every optimizer step."""
+    epoch; `scheduler.step()` runs after every optimizer step.
+
+    With `early_stopping`, training ends once the validation loss has not improved for its
+    `patience` epochs, and the model is given back the weights of the best epoch
+    (`history.best_epoch`). Calling `fit` again with the same objects goes on where it stopped:
+    `fit(epochs=k)` then `fit(epochs=m)` is `fit(epochs=k + m)`, bit for bit.
+    """
     X_train, y_train, X_val, y_val = data
     history = History()
     for _ in range(epochs):
@@ -89,6 +176,11 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
         val_loss, val_accuracy = evaluate(model, X_val, y_val, loss_fn)
         history.val_losses.append(val_loss)
         history.val_accuracies.append(val_accuracy)
+        if early_stopping is not None and early_stopping.step(val_loss, model):
+            break
+    if early_stopping is not None and early_stopping.best_state is not None:
+        early_stopping.restore(model)
+        history.best_epoch = early_stopping.best_epoch
     return history
 
 

@@ -94,3 +94,53 @@ def test_loader_yields_every_sample_once_per_epoch_in_a_seeded_order():
     assert torch.equal(order, again)
     in_order = torch.cat([b[1] for b in data.loader(X, y, batch_size=3)])
     assert in_order.tolist() == list(range(10))
+
+
+def test_moons_are_two_noisy_half_circles():
+    X, y = data.moons(2000, noise=0.0, generator=seeded(3))
+    assert X.shape == (2000, 2) and X.dtype == torch.float64 and y.dtype == torch.long
+    assert 0.45 < y.double().mean() < 0.55  # a fair coin per sample
+    upper, lower = X[y == 0], X[y == 1]
+    torch.testing.assert_close(upper.norm(dim=1), torch.ones(len(upper), dtype=torch.float64))
+    assert (upper[:, 1] >= 0).all()
+    centre = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    torch.testing.assert_close((lower - centre).norm(dim=1),
+                               torch.ones(len(lower), dtype=torch.float64))
+    assert (lower[:, 1] <= 0.5).all()
+    noisy, same_y = data.moons(2000, noise=0.2, generator=seeded(3))
+    assert torch.equal(same_y, y) and 0.15 < (noisy - X).std() < 0.25
+    with pytest.raises(ValueError, match="expected noise >= 0"):
+        data.moons(10, noise=-1)
+
+
+def test_split_puts_every_sample_in_exactly_one_part():
+    X = torch.arange(1280.0)[:, None]
+    y = torch.arange(1280)
+    parts = data.split(X, y, fractions=(0.6, 0.2, 0.2), generator=seeded())
+    assert [len(p[1]) for p in parts] == [768, 256, 256]
+    assert sorted(torch.cat([p[1] for p in parts]).tolist()) == list(range(1280))
+    assert all(torch.equal(p[0][:, 0].long(), p[1]) for p in parts)  # rows stay together
+    odd = data.split(y, fractions=(0.5, 0.25, 0.25), generator=seeded())
+    assert [len(p[0]) for p in odd] == [640, 320, 320]
+    assert [len(p[0]) for p in data.split(y[:7], fractions=(0.5, 0.5))] == [4, 3]
+    again = data.split(X, y, fractions=(0.6, 0.2, 0.2), generator=seeded())
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(parts, again))
+
+
+@pytest.mark.parametrize(("args", "fractions", "message"), [
+    ((torch.zeros(4), torch.zeros(5)), (0.5, 0.5), r"same number of samples, but got \[4, 5\]"),
+    ((torch.zeros(4),), (0.5, 0.6), "fractions in \\(0, 1\\) that sum to 1"),
+    ((torch.zeros(4),), (1.0,), "two or more fractions"),
+    ((torch.zeros(3),), (0.8, 0.1, 0.1), r"every part to get a sample, but 3 samples"),
+])
+def test_split_rejects_bad_input(args, fractions, message):
+    with pytest.raises(ValueError, match=message):
+        data.split(*args, fractions=fractions)
+
+
+def test_load_digits_is_the_bundled_set_scaled():
+    X, y = data.load_digits(dtype=torch.float64)
+    reference = load_digits()
+    assert X.shape == (1797, 64) and X.dtype == torch.float64
+    assert torch.equal(X * 16, torch.as_tensor(reference.data))
+    assert torch.equal(y, torch.as_tensor(reference.target))

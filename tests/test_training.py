@@ -235,3 +235,97 @@ def test_extra_values_must_load_without_running_code(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(other.parameters(), before))  # nothing loaded
     with pytest.raises(ValueError, match="saved without a generator"):
         T.load_checkpoint(tmp_path / "run.pt", model, optimizer, generator=torch.Generator())
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation in batches and early stopping
+# --------------------------------------------------------------------------------------------
+
+
+def test_evaluate_batches_equals_one_pass_whatever_the_batches(data):
+    from helpers import metrics
+    from helpers.data import loader
+
+    model = dropout_mlp(0)
+    model.train()
+    X, y = data[2], data[3]
+    loss, accuracy = T.evaluate(model, X, y)
+    for batch_size in (1, 64, 100, len(y)):
+        batch_loss, counts = T.evaluate_batches(model, loader(X, y, batch_size=batch_size))
+        assert batch_loss == pytest.approx(loss, rel=1e-6)
+        assert counts.accuracy_score().item() == pytest.approx(accuracy, rel=1e-12)
+        with torch.no_grad():
+            model.eval()
+            predicted = model(X).argmax(1)
+            model.train()
+        assert torch.equal(counts.confusion_matrix(), metrics.confusion_matrix(y, predicted))
+    assert model.training  # the mode is given back
+    with pytest.raises(ValueError, match="at least one batch"):
+        T.evaluate_batches(model, [])
+    with pytest.raises(ValueError, match=r"logits of shape \(N, C\) with C >= 2"):
+        T.evaluate_batches(torch.nn.Linear(64, 1), [(X, y)])
+
+
+def test_early_stopping_counts_patience_and_keeps_the_best_weights():
+    model = torch.nn.Linear(2, 2)
+    stopper = T.EarlyStopping(patience=2, min_delta=0.1)
+    decisions = []
+    for epoch, loss in enumerate([1.0, 0.8, 0.75, 0.85, 0.5], start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        decisions.append(stopper.step(loss, model))
+        if decisions[-1]:
+            break
+    # 0.75 and 0.85 do not beat 0.8 by more than 0.1 -> stop after epoch 4, best epoch 2
+    assert decisions == [False, False, False, True] and stopper.bad_epochs == 2
+    assert stopper.best_epoch == 2 and stopper.best_loss == 0.8
+    stopper.restore(model)
+    assert (model.weight == 2).all()
+    with pytest.raises(ValueError, match="patience to be an integer >= 1"):
+        T.EarlyStopping(patience=0)
+    with pytest.raises(ValueError, match="at least one recorded epoch"):
+        T.EarlyStopping().restore(model)
+
+
+def test_fit_with_early_stopping_stops_and_restores_the_best_epoch(data):
+    small = tuple(t[:300] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+    model = dropout_mlp(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    stopper = T.EarlyStopping(patience=3)
+    history = T.fit(model, optimizer, small, epochs=60, batch_size=30,
+                    generator=torch.Generator().manual_seed(1), early_stopping=stopper)
+    best = min(range(len(history.val_losses)), key=history.val_losses.__getitem__)
+    assert len(history.val_losses) == best + 1 + 3 < 60  # stopped 3 epochs after the best
+    assert history.best_epoch == best + 1
+    assert T.evaluate(model, small[2], small[3])[0] == pytest.approx(history.val_losses[best],
+                                                                     rel=1e-6)
+
+
+def test_a_resume_with_early_stopping_in_the_checkpoint_is_bit_identical(data, tmp_path):
+    small = tuple(t[:300] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+
+    def start():
+        model = dropout_mlp(0)
+        return (model, torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9),
+                torch.Generator().manual_seed(1), T.EarlyStopping(patience=3))
+
+    model, optimizer, generator, stopper = start()
+    whole = T.fit(model, optimizer, small, epochs=30, batch_size=30, generator=generator,
+                  early_stopping=stopper)
+    # stop after epoch 2 with the weights of epoch 2 (fit with early stopping would hand back
+    # the best ones), the stopper's record in the checkpoint
+    model_a, optimizer_a, generator_a, stopper_a = start()
+    first = T.fit(model_a, optimizer_a, small, epochs=2, batch_size=30, generator=generator_a)
+    for loss in first.val_losses:
+        stopper_a.step(loss, model_a)
+    T.save_checkpoint(tmp_path / "run.pt", model_a, optimizer_a, generator=generator_a,
+                      stopper=stopper_a.state_dict())
+    model_b, optimizer_b, generator_b, stopper_b = start()
+    stopper_b.load_state_dict(T.load_checkpoint(tmp_path / "run.pt", model_b, optimizer_b,
+                                                generator=generator_b)["stopper"])
+    rest = T.fit(model_b, optimizer_b, small, epochs=28, batch_size=30, generator=generator_b,
+                 early_stopping=stopper_b)
+    assert first.val_losses + rest.val_losses == whole.val_losses
+    assert rest.best_epoch == whole.best_epoch
+    for p, q in zip(model.parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(p, q)
