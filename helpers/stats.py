@@ -31,6 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from helpers.verify import Check, register
+
 __all__ = ["ConfidenceInterval", "McNemarResult", "PROPORTION_CI_METHODS", "bootstrap_ci",
            "bootstrap_distribution", "mcnemar", "paired_table", "proportion_ci"]
 
@@ -212,3 +214,59 @@ def mcnemar(table, exact: bool = True, correction: bool = True) -> McNemarResult
         return McNemarResult(0.0, 1.0)
     statistic = (abs(b - c) - (1 if correction else 0)) ** 2 / (b + c)
     return McNemarResult(statistic, math.erfc(math.sqrt(statistic / 2)))
+
+
+# --------------------------------------------------------------------------------------------
+# Checks against scipy (`python -m helpers.verify -k stats`)
+# --------------------------------------------------------------------------------------------
+
+
+def _counts(generator: torch.Generator, size: int = 40) -> list[tuple[int, int]]:
+    """Random (k, n) with n up to 1000, and the edge cases k = 0, k = n, n = 1."""
+    n = torch.randint(1, 1001, (size,), generator=generator)
+    k = (torch.rand(size, generator=generator, dtype=torch.float64) * (n + 1)).long()
+    return [(0, 1), (1, 1), (0, 50), (50, 50)] + list(zip(k.tolist(), n.tolist()))
+
+
+def _interval_check(method: str) -> Check:
+    def ours(counts):
+        return torch.tensor([proportion_ci(k, n, 0.95, method) for k, n in counts],
+                            dtype=torch.float64)
+
+    def scipy_reference(counts):
+        from scipy.stats import binomtest
+
+        return torch.tensor([tuple(binomtest(k, n).proportion_ci(0.95, method))
+                             for k, n in counts], dtype=torch.float64)
+
+    return Check(f"proportion_ci method={method!r} vs scipy binomtest", ours, scipy_reference,
+                 lambda generator: (_counts(generator),), dtypes=(torch.float64,),
+                 devices=("cpu",))
+
+
+def _mcnemar_check(exact: bool) -> Check:
+    def ours(counts):
+        return torch.tensor([mcnemar([[0, b], [c, 0]], exact=exact).pvalue for b, c in counts],
+                            dtype=torch.float64)
+
+    def scipy_reference(counts):
+        from scipy.stats import binomtest, chi2
+
+        if exact:
+            return torch.tensor([binomtest(min(b, c), b + c).pvalue for b, c in counts],
+                                dtype=torch.float64)
+        return torch.tensor([chi2.sf((abs(b - c) - 1) ** 2 / (b + c), 1) for b, c in counts],
+                            dtype=torch.float64)
+
+    def inputs(generator):
+        return ([(b, c) for b, c in torch.randint(0, 300, (40, 2), generator=generator).tolist()
+                 if b + c > 0] + [(0, 1), (5, 5), (0, 30)],)
+
+    name = "binomtest" if exact else "chi2.sf with continuity correction"
+    return Check(f"mcnemar exact={exact} vs scipy {name}", ours, scipy_reference, inputs,
+                 dtypes=(torch.float64,), devices=("cpu",))
+
+
+CHECKS = [_interval_check("wilson"), _interval_check("wilsoncc"), _mcnemar_check(True),
+          _mcnemar_check(False)]
+register(*CHECKS)

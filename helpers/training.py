@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from helpers import metrics, schedules
+from helpers.verify import Check, register
 
 
 @dataclass
@@ -353,3 +354,44 @@ def precompute_grid(data, lrs: Sequence[float], schedules_: Sequence[str] = SCHE
         runs[key] = train_digits(data, lr, schedule, key[2], **train_options)
     return RunGrid(list(lrs), list(schedules_), list(warmups), runs,
                    time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# Check: evaluation in batches equals one pass (`python -m helpers.verify -k evaluate_batches`)
+# --------------------------------------------------------------------------------------------
+
+
+def _linear_model(weight: Tensor, bias: Tensor) -> torch.nn.Module:
+    model = torch.nn.Linear(weight.shape[1], weight.shape[0], device=weight.device,
+                            dtype=weight.dtype)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+        model.bias.copy_(bias)
+    return model
+
+
+def _batched(X, y, weight, bias):
+    loss, counts = evaluate_batches(_linear_model(weight, bias),
+                                    zip(X.split(23), y.split(23)))  # the last batch is short
+    return torch.tensor(loss, dtype=torch.float64), counts.confusion_matrix()
+
+
+def _one_pass(X, y, weight, bias):
+    from sklearn.metrics import confusion_matrix
+
+    logits = X @ weight.T + bias
+    matrix = confusion_matrix(y.cpu().numpy(), logits.argmax(1).cpu().numpy(), labels=range(4))
+    return (F.cross_entropy(logits, y).double().cpu(),
+            torch.as_tensor(matrix, device=X.device))  # all 4 classes occur in 200 samples
+
+
+def _batched_inputs(generator: torch.Generator):
+    X = torch.randn(200, 6, generator=generator, dtype=torch.float64)
+    return (X, torch.randint(4, (200,), generator=generator),
+            torch.randn(4, 6, generator=generator, dtype=torch.float64),
+            torch.randn(4, generator=generator, dtype=torch.float64))
+
+
+CHECKS = [Check("evaluate_batches (loss, confusion matrix) vs one pass + sklearn", _batched,
+                _one_pass, _batched_inputs, dtypes=(torch.float64, torch.float32))]
+register(*CHECKS)
