@@ -113,15 +113,18 @@ def split(*tensors: Tensor, fractions: tuple[float, ...],
     if not tensors or not all(isinstance(t, Tensor) for t in tensors):
         raise TypeError(f"expected one or more tensors, but got "
                         f"{[type(t).__name__ for t in tensors]}")
+    if any(t.ndim == 0 for t in tensors):
+        raise ValueError("expected tensors with a first dimension of samples, but got a 0-d tensor")
     lengths = [len(t) for t in tensors]
     if len(set(lengths)) != 1:
         raise ValueError(f"expected tensors with the same number of samples, but got {lengths}")
-    if (len(fractions) < 2 or any(not 0 < f < 1 for f in fractions)
+    if (not isinstance(fractions, tuple | list) or len(fractions) < 2
+            or not all(isinstance(f, int | float) and 0 < f < 1 for f in fractions)
             or abs(sum(fractions) - 1) > 1e-9):
         raise ValueError(f"expected two or more fractions in (0, 1) that sum to 1, but got "
-                         f"{fractions}")
+                         f"{fractions!r}")
     n = lengths[0]
-    sizes = [int(f * n) for f in fractions]
+    sizes = [int(f * n + 1e-9) for f in fractions]  # 0.29 * 100 is 28.999...: still 29
     sizes[0] += n - sum(sizes)
     if min(sizes) < 1:
         raise ValueError(f"expected every part to get a sample, but {n} samples split by "

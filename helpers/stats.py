@@ -20,11 +20,17 @@ Names and semantics follow `scipy.stats`: `proportion_ci(k, n, confidence_level,
 "accuracy ± 2 standard errors" means, and it fails near 0 and 1); `bootstrap_ci` is
 `scipy.stats.bootstrap(..., paired=True, method="percentile")` for statistics of labelled samples;
 `mcnemar(table, exact=True, correction=True)` is `statsmodels.stats.contingency_tables.mcnemar`.
+
+Notes (deliberate differences): `proportion_ci` defaults to "wilson", scipy to "exact"
+(Clopper-Pearson, which needs the inverse of the incomplete beta function, not in torch); the
+exact McNemar p-value sums binomial terms in float64 through `lgamma`, equal to scipy to about
+1e-12 relative for up to a few thousand disagreements and drifting to about 1e-10 at 10^5.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -54,11 +60,16 @@ class McNemarResult(NamedTuple):
 
 
 def _check_count(name: str, value, minimum: int) -> int:
+    """An integer (Python, NumPy, or a one-element integer tensor) >= minimum, as an int."""
     if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
         raise ValueError(f"expected {name} to be an integer >= {minimum}, but got {value!r}")
-    return value
+    return number
 
 
 def _check_confidence_level(confidence_level) -> float:
@@ -132,8 +143,14 @@ def bootstrap_distribution(statistic: Callable[..., Tensor], *samples: Tensor,
     n = _labelled_samples(samples)
     n_resamples = _check_count("n_resamples", n_resamples, 1)
     indices = torch.randint(n, (n_resamples, n), generator=generator)
-    return torch.tensor([float(statistic(*(s[i] for s in samples))) for i in indices],
-                        dtype=torch.float64)
+    values = []
+    for i in indices:
+        value = torch.as_tensor(statistic(*(s[i] for s in samples)))
+        if value.numel() != 1:
+            raise ValueError(f"expected the statistic to return one number, but it returned "
+                             f"shape {tuple(value.shape)}")
+        values.append(value.item())
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def bootstrap_ci(statistic: Callable[..., Tensor], *samples: Tensor,
@@ -202,9 +219,10 @@ def mcnemar(table, exact: bool = True, correction: bool = True) -> McNemarResult
     """
     table = torch.as_tensor(table)
     if table.shape != (2, 2) or table.is_floating_point() or (table < 0).any():
+        negative = table.shape == (2, 2) and bool((table < 0).any())
         raise ValueError(f"expected a 2 x 2 table of counts (as paired_table returns), but got "
                          f"{table.dtype} of shape {tuple(table.shape)}"
-                         + (" with a negative count" if table.shape == (2, 2) else ""))
+                         + (" with a negative count" if negative else ""))
     b, c = int(table[0, 1]), int(table[1, 0])
     if exact:
         smaller = min(b, c)

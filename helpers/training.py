@@ -32,8 +32,8 @@ class History:
     val_losses: list[float] = field(default_factory=list)  # validation loss after each epoch
     val_accuracies: list[float] = field(default_factory=list)  # validation accuracy per epoch
     diverged: bool = False  # stopped early because the loss became inf or nan
-    best_epoch: int | None = None  # with early stopping: the epoch (1, 2, ...) whose weights the
-    #                                model holds at the end
+    best_epoch: int | None = None  # with early stopping: the best epoch (1, 2, ...) so far
+    stopped: bool = False  # early stopping ended the run (and restored the best epoch's weights)
 
 
 def shuffled_batches(n_samples: int, batch_size: int,
@@ -74,7 +74,10 @@ def evaluate_batches(model: torch.nn.Module, batches, loss_fn: Callable = F.cros
 
     The loss of each batch is weighted by its size, $\frac1N \sum_b n_b \bar\ell_b$, and the
     predictions are counted into one `helpers.metrics.StreamingConfusionMatrix`: every metric
-    read from it equals the metric of one pass over all the data, whatever the batches.
+    read from it equals the metric of one pass over all the data, whatever the batches. Empty
+    batches are skipped. The size weighting assumes that `loss_fn` returns the plain mean over
+    the batch's samples (torch's default `reduction="mean"`, without `ignore_index` or class
+    `weight`, whose means divide by another count).
     """
     was_training = model.training
     model.eval()
@@ -82,6 +85,11 @@ def evaluate_batches(model: torch.nn.Module, batches, loss_fn: Callable = F.cros
         counts = metrics.StreamingConfusionMatrix()
         total_loss, n = 0.0, 0
         for X, y in batches:
+            if len(y) == 0:
+                continue
+            if y.dim() != 1:
+                raise ValueError(f"expected labels of shape (N,), but got {tuple(y.shape)} (one "
+                                 f"class index per sample, as cross-entropy takes them)")
             logits = model(X)
             if logits.dim() != 2 or logits.shape[1] < 2:
                 raise ValueError(f"expected logits of shape (N, C) with C >= 2 classes, but got "
@@ -108,7 +116,8 @@ class EarlyStopping:
     def __init__(self, patience: int = 5, min_delta: float = 0.0):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"expected patience to be an integer >= 1, but got {patience!r}")
-        if not min_delta >= 0:
+        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or not (
+                min_delta >= 0):
             raise ValueError(f"expected min_delta >= 0, but got {min_delta!r}")
         self.patience, self.min_delta = patience, min_delta
         self.best_loss = math.inf
@@ -152,8 +161,10 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
 
     With `early_stopping`, training ends once the validation loss has not improved for its
     `patience` epochs, and the model is given back the weights of the best epoch
-    (`history.best_epoch`). Calling `fit` again with the same objects goes on where it stopped:
-    `fit(epochs=k)` then `fit(epochs=m)` is `fit(epochs=k + m)`, bit for bit.
+    (`history.stopped`, `history.best_epoch`). If the epochs run out first, the model keeps the
+    last epoch's weights, so that the run can go on: `early_stopping.restore(model)` takes the
+    best ones. Calling `fit` again with the same objects goes on where it ended: `fit(epochs=k)`
+    then `fit(epochs=m)` is `fit(epochs=k + m)`, bit for bit.
     """
     X_train, y_train, X_val, y_val = data
     history = History()
@@ -177,11 +188,12 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
         val_loss, val_accuracy = evaluate(model, X_val, y_val, loss_fn)
         history.val_losses.append(val_loss)
         history.val_accuracies.append(val_accuracy)
-        if early_stopping is not None and early_stopping.step(val_loss, model):
-            break
-    if early_stopping is not None and early_stopping.best_state is not None:
-        early_stopping.restore(model)
-        history.best_epoch = early_stopping.best_epoch
+        if early_stopping is not None:
+            history.stopped = early_stopping.step(val_loss, model)
+            history.best_epoch = early_stopping.best_epoch
+            if history.stopped:
+                early_stopping.restore(model)
+                break
     return history
 
 
@@ -189,7 +201,8 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
 # Checkpoints: stop after any epoch, go on later, bit for bit
 # --------------------------------------------------------------------------------------------
 
-_SAFE_SCALARS = (type(None), bool, int, float, str, torch.Tensor, torch.dtype, torch.device)
+_SAFE_SCALARS = (type(None), bool, int, float, str)  # exactly these types: np.float64 is a float
+_SAFE_OBJECTS = (torch.Tensor, torch.dtype, torch.device)
 
 
 def _check_extra(name: str, value) -> None:
@@ -201,10 +214,11 @@ def _check_extra(name: str, value) -> None:
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_extra(f"{name}[{key!r}]", item)
-    elif not isinstance(value, _SAFE_SCALARS):
+    elif type(value) not in _SAFE_SCALARS and not isinstance(value, _SAFE_OBJECTS):
         raise TypeError(f"expected {name} to be a tensor, number, string, or a list / tuple / "
                         f"dict of them (what weights_only loading accepts), but got "
-                        f"{type(value).__name__}")
+                        f"{type(value).__name__}"
+                        + (" (convert it with .item())" if hasattr(value, "item") else ""))
 
 
 def save_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
@@ -213,32 +227,46 @@ def save_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
 
     The model's parameters and buffers, the optimizer's state (momentum buffers, moment
     estimates, step counts), the scheduler's position, the state of `generator` (the data order
-    of `fit`), torch's global random state (dropout masks and other draws), and `extra` values
-    such as the epoch or the best validation loss, returned by `load_checkpoint`.
+    of `fit`), torch's global random state on the CPU and, when CUDA is in use, on every GPU
+    (dropout masks and other draws), and `extra` values such as the epoch or the early-stopping
+    record, returned by `load_checkpoint`. The classes of the optimizer and scheduler are kept
+    too, so that a checkpoint is not loaded into other ones.
     """
     for key, value in extra.items():
         _check_extra(key, value)
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "optimizer_class": type(optimizer).__name__,
                 "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "scheduler_class": None if scheduler is None else type(scheduler).__name__,
                 "generator": None if generator is None else generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "extra": extra}, path)
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
+                "extra": extra}, path)
 
 
-def _load_model_state(model: torch.nn.Module, state: dict) -> None:
-    """`model.load_state_dict(state)`, refusing a checkpoint of another model with a message
-    that lists every difference."""
+_CHECKPOINT_KEYS = {"model", "optimizer", "optimizer_class", "scheduler", "scheduler_class",
+                    "generator", "torch_rng", "cuda_rng", "extra"}
+
+
+def _check_model_state(model: torch.nn.Module, state: dict) -> None:
+    """Refuse a checkpoint of another model, with a message that lists every difference (keys,
+    shapes, dtypes: a float64 run resumed in float32 would not be the same run)."""
     own = model.state_dict()
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
     shapes = [f"{key}: checkpoint {tuple(state[key].shape)}, model {tuple(own[key].shape)}"
               for key in own if key in state and state[key].shape != own[key].shape]
-    if missing or unexpected or shapes:
+    dtypes = [f"{key}: checkpoint {state[key].dtype}, model {own[key].dtype}"
+              for key in own if key in state and state[key].dtype != own[key].dtype]
+    if missing or unexpected or shapes or dtypes:
         problems = [f"missing keys {missing}" if missing else "",
                     f"unexpected keys {unexpected}" if unexpected else "",
-                    f"other shapes ({'; '.join(shapes)})" if shapes else ""]
+                    f"other shapes ({'; '.join(shapes)})" if shapes else "",
+                    f"other dtypes ({'; '.join(dtypes[:3])}{' ...' if len(dtypes) > 3 else ''})"
+                    if dtypes else ""]
         raise ValueError("expected a checkpoint of this model, but got one with "
                          + ", ".join(p for p in problems if p))
-    model.load_state_dict(state)
 
 
 def load_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
@@ -247,11 +275,28 @@ def load_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
 
     Loads with `weights_only=True` (no arbitrary code from the file), and restores torch's
     global random state, so that the next dropout mask is the one the interrupted run would
-    have drawn.
+    have drawn. Before loading anything it refuses, with every difference named, a file that is
+    not such a checkpoint, a checkpoint of another model (keys, shapes, dtypes), of another
+    optimizer or scheduler class, or of other parameter groups.
     """
     checkpoint = torch.load(path, weights_only=True)
     # every refusal comes before anything is loaded: a refused checkpoint leaves the objects as
     # they were
+    if not isinstance(checkpoint, dict) or not _CHECKPOINT_KEYS <= checkpoint.keys():
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"expected a checkpoint written by save_checkpoint (keys "
+                         f"{sorted(_CHECKPOINT_KEYS)}), but got {found}")
+    _check_model_state(model, checkpoint["model"])
+    for role, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        saved = checkpoint[f"{role}_class"]
+        if obj is not None and saved is not None and saved != type(obj).__name__:
+            raise ValueError(f"expected a checkpoint of a {type(obj).__name__} {role}, but it "
+                             f"holds the state of a {saved}")
+    groups = [len(g["params"]) for g in optimizer.param_groups]
+    saved_groups = [len(g["params"]) for g in checkpoint["optimizer"]["param_groups"]]
+    if groups != saved_groups:
+        raise ValueError(f"expected an optimizer with parameter groups of sizes {saved_groups}, "
+                         f"as in the checkpoint, but got {groups}")
     if (scheduler is None) != (checkpoint["scheduler"] is None):
         raise ValueError(f"expected {'no ' if scheduler is None else 'a '}scheduler state, as "
                          f"the scheduler passed, but the checkpoint has "
@@ -259,13 +304,15 @@ def load_checkpoint(path, model: torch.nn.Module, optimizer, scheduler=None,
     if generator is not None and checkpoint["generator"] is None:
         raise ValueError("expected a generator state in the checkpoint, but it was saved "
                          "without a generator")
-    _load_model_state(model, checkpoint["model"])
+    model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
     if generator is not None:
         generator.set_state(checkpoint["generator"])
     torch.set_rng_state(checkpoint["torch_rng"])
+    if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
     return checkpoint["extra"]
 
 

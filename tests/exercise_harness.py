@@ -36,6 +36,7 @@ def diagnoses_of(check) -> list[tuple[object, str]]:
         patch.setattr(module, "check_function", spy_function, raising=False)
         patch.setattr(module, "check_answer", spy_answer, raising=False)
         patch.setattr(module, "check_steps", spy_function, raising=False)
+        patch.setattr(module, "check_procedure", spy_function, raising=False)
         check(not_implemented)
     return found
 

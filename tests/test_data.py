@@ -144,3 +144,30 @@ def test_load_digits_is_the_bundled_set_scaled():
     assert X.shape == (1797, 64) and X.dtype == torch.float64
     assert torch.equal(X * 16, torch.as_tensor(reference.data))
     assert torch.equal(y, torch.as_tensor(reference.target))
+
+
+def test_moons_follow_the_documented_construction():
+    X, y = data.moons(50, noise=0.0, generator=seeded(0))
+    g = seeded(0)
+    labels = (torch.rand(50, generator=g, dtype=torch.float64) < 0.5).long()
+    t = torch.pi * torch.rand(50, generator=g, dtype=torch.float64)
+    expected = torch.where(labels[:, None] == 0, torch.stack([t.cos(), t.sin()], 1),
+                           torch.stack([1 - t.cos(), 0.5 - t.sin()], 1))
+    assert torch.equal(y, labels) and torch.equal(X, expected)
+    noise = data.moons(4000, noise=0.2, generator=seeded(3))[0] - data.moons(
+        4000, noise=0.0, generator=seeded(3))[0]
+    assert abs(torch.corrcoef(noise.T)[0, 1]) < 0.1  # independent noise per coordinate
+    assert ((0.18 < noise.std(0)) & (noise.std(0) < 0.22)).all()
+
+
+def test_split_shuffles_and_rounds_fractions_as_written():
+    parts = data.split(torch.arange(1280), fractions=(0.6, 0.2, 0.2), generator=seeded(0))
+    assert parts[0][0].tolist() != list(range(768))
+    other = data.split(torch.arange(1280), fractions=(0.6, 0.2, 0.2), generator=seeded(1))
+    assert not torch.equal(parts[2][0], other[2][0])
+    assert [len(p[0]) for p in data.split(torch.arange(100), fractions=(0.71, 0.29))] == [71, 29]
+    for bad in ("ab", (0.5, "0.5")):
+        with pytest.raises(ValueError, match="two or more fractions"):
+            data.split(torch.arange(4), fractions=bad)
+    with pytest.raises(ValueError, match="0-d tensor"):
+        data.split(torch.tensor(3.0), fractions=(0.5, 0.5))

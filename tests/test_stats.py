@@ -138,3 +138,49 @@ def test_mcnemar_ignores_the_concordant_cells_and_rejects_bad_tables():
     for bad in ([[1, 2, 3]], [[1.0, 2.0], [3.0, 4.0]], [[1, -2], [3, 4]]):
         with pytest.raises(ValueError, match="expected a 2 x 2 table of counts"):
             S.mcnemar(bad)
+
+
+def test_wilson_bounds_are_exactly_0_and_1_at_the_ends():
+    for n in range(1, 60):
+        for level in (0.5, 0.9, 0.95, 0.99):
+            for method in ("wilson", "wilsoncc"):
+                assert S.proportion_ci(0, n, level, method).low == 0.0
+                assert S.proportion_ci(n, n, level, method).high == 1.0
+
+
+def test_counts_may_be_numpy_integers_but_not_floats_or_bools():
+    assert S.proportion_ci(np.int64(3), np.int64(10)) == S.proportion_ci(3, 10)
+    for bad in (3.0, True, np.float64(3)):
+        with pytest.raises(ValueError, match="expected k to be an integer >= 0"):
+            S.proportion_ci(bad, 10)
+
+
+def test_bootstrap_draws_every_sample():
+    values = S.bootstrap_distribution(lambda x: x.double().mean(), torch.arange(3),
+                                      n_resamples=4000, generator=torch.Generator().manual_seed(0))
+    assert abs(values.mean().item() - 1.0) < 0.03 and values.max() == 2.0 and values.min() == 0
+
+
+def test_bootstrap_ci_interpolates_between_order_statistics():
+    x = torch.randn(30, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    draws = S.bootstrap_distribution(lambda v: v.mean(), x, n_resamples=999,
+                                     generator=torch.Generator().manual_seed(3))
+    interval = S.bootstrap_ci(lambda v: v.mean(), x, confidence_level=0.9, n_resamples=999,
+                              generator=torch.Generator().manual_seed(3))
+    assert interval == pytest.approx(tuple(np.percentile(draws.numpy(), [5, 95])), rel=1e-12)
+
+
+def test_bootstrap_refuses_a_statistic_with_several_values():
+    with pytest.raises(ValueError, match=r"statistic to return one number, but it returned "
+                                         r"shape \(3,\)"):
+        S.bootstrap_ci(lambda v: v, torch.arange(3.0), n_resamples=5)
+
+
+def test_mcnemar_without_disagreements_and_its_error_message():
+    for correction in (True, False):
+        assert S.mcnemar([[5, 0], [0, 7]], exact=False, correction=correction) == (0.0, 1.0)
+    assert S.mcnemar([[5, 0], [0, 7]]) == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"torch.float32 of shape \(2, 2\)$"):
+        S.mcnemar([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="with a negative count"):
+        S.mcnemar([[1, -2], [3, 4]])

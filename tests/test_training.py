@@ -312,20 +312,148 @@ def test_a_resume_with_early_stopping_in_the_checkpoint_is_bit_identical(data, t
     model, optimizer, generator, stopper = start()
     whole = T.fit(model, optimizer, small, epochs=30, batch_size=30, generator=generator,
                   early_stopping=stopper)
-    # stop after epoch 2 with the weights of epoch 2 (fit with early stopping would hand back
-    # the best ones), the stopper's record in the checkpoint
+    assert whole.stopped and len(whole.val_losses) > 3
+
     model_a, optimizer_a, generator_a, stopper_a = start()
-    first = T.fit(model_a, optimizer_a, small, epochs=2, batch_size=30, generator=generator_a)
-    for loss in first.val_losses:
-        stopper_a.step(loss, model_a)
+    first = T.fit(model_a, optimizer_a, small, epochs=3, batch_size=30, generator=generator_a,
+                  early_stopping=stopper_a)
+    assert not first.stopped  # the epochs ran out: the last epoch's weights, ready to go on
     T.save_checkpoint(tmp_path / "run.pt", model_a, optimizer_a, generator=generator_a,
                       stopper=stopper_a.state_dict())
     model_b, optimizer_b, generator_b, stopper_b = start()
     stopper_b.load_state_dict(T.load_checkpoint(tmp_path / "run.pt", model_b, optimizer_b,
                                                 generator=generator_b)["stopper"])
-    rest = T.fit(model_b, optimizer_b, small, epochs=28, batch_size=30, generator=generator_b,
+    rest = T.fit(model_b, optimizer_b, small, epochs=27, batch_size=30, generator=generator_b,
                  early_stopping=stopper_b)
     assert first.val_losses + rest.val_losses == whole.val_losses
-    assert rest.best_epoch == whole.best_epoch
+    assert rest.stopped and rest.best_epoch == whole.best_epoch
     for p, q in zip(model.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_fit_in_two_calls_with_early_stopping_is_one_run(data):
+    small = tuple(t[:300] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+    runs = []
+    for parts in ((12,), (5, 7)):
+        model = dropout_mlp(0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        generator, stopper = torch.Generator().manual_seed(1), T.EarlyStopping(patience=20)
+        losses = []
+        for epochs in parts:
+            losses += T.fit(model, optimizer, small, epochs=epochs, batch_size=30,
+                            generator=generator, early_stopping=stopper).val_losses
+        runs.append((losses, [p.clone() for p in model.parameters()], stopper.best_epoch))
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    assert all(torch.equal(p, q) for p, q in zip(runs[0][1], runs[1][1]))
+
+
+def test_evaluate_batches_gives_the_mode_back_and_builds_no_graph(data):
+    model = dropout_mlp(0)
+    X, y = data[2][:50], data[3][:50]
+    requires_grad = []
+    model.register_forward_hook(lambda module, inputs, output:
+                                requires_grad.append(output.requires_grad))
+    for training_mode in (False, True):
+        model.train(training_mode)
+        T.evaluate_batches(model, [(X, y)])
+        assert all(m.training == training_mode for m in model.modules())
+    assert requires_grad == [False, False]
+
+
+def test_evaluate_batches_skips_empty_batches_and_names_a_label_column(data):
+    model = dropout_mlp(0)
+    X, y = data[2][:50], data[3][:50]
+    loss, counts = T.evaluate_batches(model, [(X[:0], y[:0]), (X, y), (X[:0], y[:0])])
+    assert loss == pytest.approx(T.evaluate(model, X, y)[0], rel=1e-12)
+    assert counts.confusion_matrix().sum() == 50
+    with pytest.raises(ValueError, match=r"labels of shape \(N,\), but got \(50, 1\)"):
+        T.evaluate_batches(model, [(X, y[:, None])])
+
+
+def test_early_stopping_ties_are_not_improvements_and_min_delta_must_be_a_number():
+    model = torch.nn.Linear(2, 2)
+    stopper = T.EarlyStopping(patience=2)
+    assert [stopper.step(1.0, model) for _ in range(3)] == [False, False, True]
+    assert stopper.best_epoch == 1
+    for bad in ("a", -0.1, math.nan, True):
+        with pytest.raises(ValueError, match="min_delta >= 0"):
+            T.EarlyStopping(min_delta=bad)
+
+
+def test_early_stopping_watches_the_validation_loss_not_the_training_loss(data):
+    X, y = data[0][:300], data[1][:300]
+    # validation labels shifted by one: the better the model learns, the worse validation gets
+    model = T.digits_mlp(0, hidden=16)
+    history = T.fit(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                    (X, y, X[:100], (y[:100] + 1) % 10), epochs=20, batch_size=30,
+                    generator=torch.Generator().manual_seed(1),
+                    early_stopping=T.EarlyStopping(patience=3))
+    assert history.stopped and history.best_epoch == 1 and len(history.val_losses) == 4
+    assert history.train_losses[-1] < history.train_losses[0]
+
+
+def test_fit_reports_the_best_epoch_when_the_epochs_run_out(data):
+    small = tuple(t[:300] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+    model = dropout_mlp(0)
+    stopper = T.EarlyStopping(patience=20)
+    history = T.fit(model, torch.optim.SGD(model.parameters(), lr=0.05), small, epochs=3,
+                    batch_size=30, generator=torch.Generator().manual_seed(1),
+                    early_stopping=stopper)
+    assert not history.stopped and history.best_epoch == stopper.best_epoch >= 1
+
+
+class Opaque:
+    """An object that only full unpickling (which runs code) could rebuild."""
+
+
+def test_a_checkpoint_is_loaded_with_weights_only(tmp_path):
+    import pickle
+
+    model = T.digits_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    T.save_checkpoint(tmp_path / "run.pt", model, optimizer)
+    checkpoint = torch.load(tmp_path / "run.pt", weights_only=True)
+    checkpoint["extra"] = {"x": Opaque()}
+    torch.save(checkpoint, tmp_path / "bad.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        T.load_checkpoint(tmp_path / "bad.pt", model, optimizer)
+    torch.save({"weights": model.state_dict()}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"a checkpoint written by save_checkpoint .*but got "
+                                         r"\['weights'\]"):
+        T.load_checkpoint(tmp_path / "other.pt", model, optimizer)
+
+
+def test_refusals_leave_the_objects_untouched(tmp_path):
+    model = T.digits_mlp(0)
+    T.save_checkpoint(tmp_path / "run.pt", model, torch.optim.Adam(model.parameters()),
+                      scheduler=None)
+    fresh = T.digits_mlp(1)
+    before = [p.clone() for p in fresh.parameters()]
+    refusals = [
+        (lambda: T.load_checkpoint(tmp_path / "run.pt", fresh,
+                                   torch.optim.Adam(fresh.parameters()),
+                                   generator=torch.Generator()), "saved without a generator"),
+        (lambda: T.load_checkpoint(tmp_path / "run.pt", fresh,
+                                   torch.optim.SGD(fresh.parameters(), lr=0.1)),
+         "a SGD optimizer, but it holds the state of a Adam"),
+        (lambda: T.load_checkpoint(tmp_path / "run.pt", fresh, torch.optim.Adam(
+            [{"params": list(fresh.parameters())[:2]}, {"params": list(fresh.parameters())[2:]}])),
+         r"parameter groups of sizes \[4\], as in the checkpoint, but got \[2, 2\]"),
+        (lambda: T.load_checkpoint(tmp_path / "run.pt", fresh.double(),
+                                   torch.optim.Adam(fresh.parameters())),
+         "other dtypes"),
+    ]
+    for load, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            load()
+        fresh.float()
+        assert all(torch.equal(p, q) for p, q in zip(before, fresh.parameters()))
+
+
+def test_extra_numpy_scalars_are_refused_with_a_hint(tmp_path):
+    import numpy as np
+
+    model = T.digits_mlp()
+    with pytest.raises(TypeError, match=r"got float64 \(convert it with .item\(\)\)"):
+        T.save_checkpoint(tmp_path / "run.pt", model, torch.optim.SGD(model.parameters(), lr=1),
+                          best=np.float64(0.5))
