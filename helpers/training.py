@@ -29,6 +29,8 @@ class History:
     lrs: list[float] = field(default_factory=list)  # learning rate used at each step
     step_losses: list[float] = field(default_factory=list)  # training loss of each step
     train_losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    train_eval_losses: list[float] = field(default_factory=list)  # with evaluate_train=True: the
+    #                         loss on the whole training set after each epoch, in eval mode
     val_losses: list[float] = field(default_factory=list)  # validation loss after each epoch
     val_accuracies: list[float] = field(default_factory=list)  # validation accuracy per epoch
     diverged: bool = False  # stopped early because the loss became inf or nan
@@ -154,10 +156,13 @@ class EarlyStopping:
 
 def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, Tensor], *,
         epochs: int, batch_size: int, generator: torch.Generator, scheduler=None,
-        loss_fn: Callable = F.cross_entropy, early_stopping: EarlyStopping | None = None
-        ) -> History:
+        loss_fn: Callable = F.cross_entropy, early_stopping: EarlyStopping | None = None,
+        evaluate_train: bool = False) -> History:
     """Train on `data = (X_train, y_train, X_val, y_val)` with minibatches, evaluating after each
-    epoch; `scheduler.step()` runs after every optimizer step.
+    epoch; `scheduler.step()` runs after every optimizer step. `history.train_losses` are the
+    means of the minibatch losses of each epoch, in train mode (dropout on, the weights moving);
+    with `evaluate_train=True` the whole training set is also evaluated after each epoch, like
+    the validation set (`history.train_eval_losses`): the two losses of the generalization gap.
 
     With `early_stopping`, training ends once the validation loss has not improved for its
     `patience` epochs, and the model is given back the weights of the best epoch
@@ -185,6 +190,8 @@ def fit(model: torch.nn.Module, optimizer, data: tuple[Tensor, Tensor, Tensor, T
             history.step_losses.append(loss.item())
             epoch_losses.append(loss.item())
         history.train_losses.append(sum(epoch_losses) / len(epoch_losses))
+        if evaluate_train:
+            history.train_eval_losses.append(evaluate(model, X_train, y_train, loss_fn)[0])
         val_loss, val_accuracy = evaluate(model, X_val, y_val, loss_fn)
         history.val_losses.append(val_loss)
         history.val_accuracies.append(val_accuracy)

@@ -457,3 +457,17 @@ def test_extra_numpy_scalars_are_refused_with_a_hint(tmp_path):
     with pytest.raises(TypeError, match=r"got float64 \(convert it with .item\(\)\)"):
         T.save_checkpoint(tmp_path / "run.pt", model, torch.optim.SGD(model.parameters(), lr=1),
                           best=np.float64(0.5))
+
+
+def test_fit_can_evaluate_the_training_set_in_eval_mode(data):
+    small = tuple(t[:200] for t in data[:2]) + tuple(t[:100] for t in data[2:])
+    runs = []
+    for evaluate_train in (False, True):
+        model = dropout_mlp(0)
+        history = T.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), small, epochs=3,
+                        batch_size=50, generator=torch.Generator().manual_seed(1),
+                        evaluate_train=evaluate_train)
+        runs.append(history)
+    assert runs[0].train_eval_losses == [] and len(runs[1].train_eval_losses) == 3
+    assert runs[1].val_losses == runs[0].val_losses  # evaluating draws nothing: the same run
+    assert runs[1].train_eval_losses[-1] == pytest.approx(T.evaluate(model, *small[:2])[0])
