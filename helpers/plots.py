@@ -231,3 +231,55 @@ def plot_run_small_multiples(runs: dict, axes=None):
     axes[0][0].set_ylabel("loss (train, validation)")
     axes[1][0].set_ylabel("validation accuracy")
     return axes[0][0].figure, axes
+
+
+# --------------------------------------------------------------------------------------------
+# Overfitting and its remedies (chapter 09)
+# --------------------------------------------------------------------------------------------
+
+
+def plot_regularization_small_multiples(runs: dict, axes=None):
+    """One row per remedy, one column per setting: training (eval mode) and validation loss
+    against the epoch, on a log scale shared by every panel.
+
+    `runs` maps a remedy's name to `{setting: History}`, each run from
+    `helpers.training.fit(..., evaluate_train=True)`, the baseline first. Each panel marks the
+    best validation epoch with a star and writes the final gap (validation minus training loss);
+    the baseline's validation loss is drawn dashed in grey behind the row's other panels; the
+    legend sits above the panels. Rows with fewer settings leave their last panels hidden.
+    Returns `(fig, axes)`, axes of shape (remedies, most settings).
+    """
+    columns = max(len(settings) for settings in runs.values())
+    if axes is None:
+        fig, axes = plt.subplots(len(runs), columns, figsize=(2.5 * columns, 2.1 * len(runs)),
+                                 sharey=True, layout="constrained", squeeze=False)
+    axes = np.asarray(axes, dtype=object).reshape(len(runs), -1)
+    for row, (remedy, settings) in enumerate(runs.items()):
+        baseline = next(iter(settings.values()))
+        for column, (value, history) in enumerate(settings.items()):
+            ax = axes[row, column]
+            train, val = history.train_eval_losses, history.val_losses
+            epochs = np.arange(1, len(val) + 1)
+            if column > 0:
+                ax.plot(np.arange(1, len(baseline.val_losses) + 1), baseline.val_losses, "--",
+                        color="gray", lw=1, label="baseline validation")
+            ax.plot(epochs[:len(train)], train, color="C0", label="training")
+            ax.plot(epochs, val, color="C1", label="validation")
+            if len(val):
+                best = int(np.argmin(val))
+                ax.plot(best + 1, val[best], "*", color="C1", mec="black", ms=10)
+            if len(val) and len(train) == len(val):
+                ax.text(0.97, 0.95, f"gap {val[-1] - train[-1]:.2f}", transform=ax.transAxes,
+                        ha="right", va="top", fontsize=8,
+                        bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
+            ax.set_yscale("log")
+            ax.set_title(f"{remedy} = {value:g}", fontsize=9)
+            if row == len(runs) - 1 or column >= len(runs[list(runs)[row + 1]]):
+                ax.set_xlabel("epoch")
+        for column in range(len(settings), axes.shape[1]):
+            axes[row, column].set_visible(False)
+        axes[row, 0].set_ylabel("cross-entropy")
+    first_row = len(next(iter(runs.values())))
+    handles, labels = axes[0, 1 if first_row > 1 else 0].get_legend_handles_labels()
+    axes[0, 0].figure.legend(handles, labels, loc="outside upper center", ncols=3, fontsize=8)
+    return axes[0, 0].figure, axes

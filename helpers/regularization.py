@@ -18,6 +18,7 @@ the input, then divided by $1 - p$), so under the same seed the two give the sam
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -30,9 +31,18 @@ __all__ = ["Dropout", "dropout", "l1_penalty", "l2_penalty", "proximal_l1_step",
 
 
 def _check_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+    """A probability in [0, 1]: a Python or NumPy number, or a one-element tensor (as torch
+    accepts)."""
+    try:
+        if isinstance(p, str | bytes):
+            raise TypeError
+        value = float(p)
+    except (TypeError, ValueError):
+        raise TypeError(f"expected the dropout probability p to be a number, but got "
+                        f"{type(p).__name__}") from None
+    if not 0 <= value <= 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
-    return float(p)
+    return value
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True,
@@ -40,13 +50,13 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
     r"""Inverted dropout: $x \odot m / (1 - p)$ with $m_i \sim \mathrm{Bernoulli}(1 - p)$ in
     training, $x$ itself otherwise (`torch.nn.functional.dropout`).
 
-    p = 0 keeps everything (the mask is all ones, still drawn, as torch draws it); p = 1 drops
-    everything: the output is $x \cdot 0$ (NaN stays NaN, as in torch).
+    p = 0 returns `input` itself and draws nothing (torch's random stream is left as torch
+    leaves it); p = 1 drops everything: the output is $x \cdot 0$ (NaN stays NaN, as in torch).
     """
     p = _check_p(p)
     if not isinstance(input, Tensor):
         raise TypeError(f"expected input to be a tensor, but got {type(input).__name__}")
-    if not training:
+    if not training or p == 0:
         return input
     if p == 1:
         return input.mul_(0) if inplace else input * 0
@@ -82,23 +92,30 @@ def _parameters(parameters) -> list[Tensor]:
 
 
 def _check_strength(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"expected {name} to be a number, but got {type(value).__name__}")
+    if not value >= 0:
         raise ValueError(f"expected {name} >= 0, but got {value!r}")
     return float(value)
+
+
+def _total(terms) -> Tensor:
+    """The sum of 0-d tensors, a 0-d zero tensor when there are none."""
+    return sum(terms, torch.zeros(()))
 
 
 def l2_penalty(parameters: Tensor | Iterable[Tensor], weight_decay: float) -> Tensor:
     r"""$\frac{\lambda}{2} \sum_j \lVert\theta_j\rVert_2^2$: its gradient is $\lambda\theta$,
     the term SGD's `weight_decay=λ` adds to the gradient."""
     weight_decay = _check_strength("weight_decay", weight_decay)
-    return weight_decay / 2 * sum(p.pow(2).sum() for p in _parameters(parameters))
+    return weight_decay / 2 * _total(p.pow(2).sum() for p in _parameters(parameters))
 
 
 def l1_penalty(parameters: Tensor | Iterable[Tensor], l1: float) -> Tensor:
     r"""$\lambda \sum_j \lVert\theta_j\rVert_1$: its (sub)gradient is $\lambda\,\mathrm{sign}
     (\theta)$, 0 at $\theta = 0$ (autograd's choice)."""
     l1 = _check_strength("l1", l1)
-    return l1 * sum(p.abs().sum() for p in _parameters(parameters))
+    return l1 * _total(p.abs().sum() for p in _parameters(parameters))
 
 
 def soft_threshold(x: Tensor, threshold: float) -> Tensor:
@@ -106,6 +123,8 @@ def soft_threshold(x: Tensor, threshold: float) -> Tensor:
     $t\lVert\cdot\rVert_1$: $\arg\min_z \tfrac12 (z - x)^2 + t|z|$, element-wise. Every
     $|x| \le t$ becomes exactly 0."""
     threshold = _check_strength("threshold", threshold)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected x to be a tensor, but got {type(x).__name__}")
     return x.sign() * (x.abs() - threshold).clamp_min(0)
 
 
@@ -119,18 +138,29 @@ def proximal_l1_step(parameters: Tensor | Iterable[Tensor], lr: float, l1: float
 
 
 def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two parameter groups for an optimizer: weights that decay, and the parameters that should
-    not (biases and the scale and shift of normalization layers), with weight_decay 0.
+    """Two parameter groups for an optimizer: the weight matrices, which decay, and the
+    parameters that should not, with weight_decay 0: every parameter with fewer than two
+    dimensions (biases of every kind, the scale and shift of normalization layers, PReLU slopes)
+    and every parameter of a normalization layer.
 
-    `torch.optim.AdamW(weight_decay_groups(model, 0.01), lr=...)`: decaying a bias or a norm's
-    scale pulls it towards 0 for no gain in smoothness (they multiply no input).
+    `torch.optim.AdamW(weight_decay_groups(model, 0.01), lr=...)`. Decay is meant to keep the
+    maps from inputs to outputs small; a bias or a norm's shift is an offset, and a norm's scale
+    only rescales a normalized activation (with the next layer able to undo it), so decaying them
+    buys no smoothness. A weight shared by two modules appears once.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"expected a torch.nn.Module (the model, not model.parameters()), but "
+                        f"got {type(model).__name__}")
     weight_decay = _check_strength("weight_decay", weight_decay)
-    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
-    decay, no_decay = [], []
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm,
+             torch.nn.RMSNorm)
+    decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, parameter in module.named_parameters(recurse=False):
-            exempt = isinstance(module, norms) or name == "bias"
+            if id(parameter) in seen:  # a tied weight (shared by two modules) goes in once
+                continue
+            seen.add(id(parameter))
+            exempt = isinstance(module, norms) or parameter.dim() < 2 or "bias" in name
             (no_decay if exempt else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]

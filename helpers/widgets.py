@@ -10,7 +10,9 @@ lines and titles over it ("blitting"), which keeps it within a few milliseconds.
 from __future__ import annotations
 
 import io
+import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
@@ -378,3 +380,298 @@ class TrainingRunExplorer(_Blitted):
         from IPython.display import display
 
         display(self.widget)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 09: overfitting, and what L2, dropout and a smaller model do to it
+# --------------------------------------------------------------------------------------------
+
+OVERFIT_RISE = 0.10
+"""A run overfits only if its final validation loss is this much (10%) above its minimum..."""
+WIDE_GAP = 0.10
+"""... and its final gap, validation minus training loss, is at least this many nats."""
+UNDERFIT_LOSS = 0.30
+"""A run underfits if its final training loss (eval mode, whole training set) is at least this."""
+
+
+@dataclass(frozen=True)
+class GapSummary:
+    """How a run with `evaluate_train=True` ended: the numbers of the generalization gap.
+
+    Losses are the last epoch's; `gap = final_val - final_train`; `rise` is how far the final
+    validation loss is above its minimum, relative to it; `best_epoch` counts from 1, and
+    `best_accuracy` is the validation accuracy at that epoch. `verdict` is one of "diverged",
+    "underfits", "overfits", "fits, with a wide gap", "fits" (see
+    `summarize_regularization_run`).
+    """
+
+    final_train: float
+    final_val: float
+    gap: float
+    best_val: float
+    best_epoch: int
+    best_accuracy: float
+    rise: float
+    verdict: str
+
+
+def summarize_regularization_run(history: History, *, rise: float = OVERFIT_RISE,
+                                 wide_gap: float = WIDE_GAP,
+                                 underfit_loss: float = UNDERFIT_LOSS) -> GapSummary:
+    r"""The generalization gap of one run of `helpers.training.fit(..., evaluate_train=True)`.
+
+    With $L_{tr}$ the final training loss (`history.train_eval_losses[-1]`), $L_{val}$ the final
+    validation loss and $L^*_{val}$ its minimum over the epochs (first one on ties):
+
+    $$\text{gap} = L_{val} - L_{tr}, \qquad \text{rise} = L_{val} / L^*_{val} - 1.$$
+
+    The verdict is the first that holds:
+
+    1. "diverged": the run stopped on an inf or nan loss (`history.diverged`);
+    2. "underfits": $L_{tr} \ge$ `underfit_loss` (0.3 nats): the model does not even fit the
+       training set;
+    3. "overfits": rise $\ge$ `rise` (10%) **and** gap $\ge$ `wide_gap` (0.1 nats): the
+       validation loss has turned up from its minimum while the training loss stayed below it;
+    4. "fits, with a wide gap": gap $\ge$ `wide_gap`, but the validation loss is still within
+       `rise` of its minimum;
+    5. "fits": the gap is below `wide_gap`.
+
+    The losses are rounded to 3 decimals first, as the readout prints them, and the gap is the
+    difference of the rounded losses: the verdict is decided on the numbers the learner reads
+    (`describe_regularization_run` prints the rise rounded down, so "10.0%" is never short of
+    10%). A diverged run gets NaN numbers (and epoch 0) where it has no epoch to read them from.
+    """
+    train, val = history.train_eval_losses, history.val_losses
+    if history.diverged and not (train and val):
+        nan = float("nan")
+        return GapSummary(nan, nan, nan, nan, 0, nan, nan, "diverged")
+    if not train:
+        raise ValueError("expected a History from fit(..., evaluate_train=True), with the "
+                         "training set's loss after every epoch in train_eval_losses, but got "
+                         "none")
+    if len(train) != len(val) or len(history.val_accuracies) != len(val):
+        raise ValueError(f"expected one training loss, validation loss and accuracy per epoch, "
+                         f"but got {len(train)}, {len(val)} and {len(history.val_accuracies)}")
+    best = int(np.argmin(val))
+    final_train, final_val, best_val = (round(float(x), 3) for x in (train[-1], val[-1], val[best]))
+    gap = round(final_val - final_train, 3)
+    up = final_val / best_val - 1 if best_val > 0 else (math.inf if final_val > 0 else 0.0)
+    if history.diverged:
+        verdict = "diverged"
+    elif final_train >= underfit_loss:
+        verdict = "underfits"
+    elif up >= rise and gap >= wide_gap:
+        verdict = "overfits"
+    elif gap >= wide_gap:
+        verdict = "fits, with a wide gap"
+    else:
+        verdict = "fits"
+    return GapSummary(final_train, final_val, gap, best_val, best + 1,
+                      float(history.val_accuracies[best]), up, verdict)
+
+
+def describe_regularization_run(history: History, remedy: str, value: float, *,
+                                rise: float = OVERFIT_RISE, wide_gap: float = WIDE_GAP,
+                                underfit_loss: float = UNDERFIT_LOSS) -> str:
+    """One line: the setting, the verdict of `summarize_regularization_run` (whose docstring
+    states the rule) with the number it rests on, then the final training and validation losses,
+    the gap, and the best validation loss with its epoch and the accuracy there."""
+    s = summarize_regularization_run(history, rise=rise, wide_gap=wide_gap,
+                                     underfit_loss=underfit_loss)
+    setting = f"{remedy} = {value:g}"
+    if s.verdict == "diverged":
+        return f"{setting}: diverged (the loss became inf or nan)"
+    up = f"{math.floor(s.rise * 1000 + 1e-9) / 10:.1f}%" if math.isfinite(s.rise) else "inf"
+    why = {"underfits": f"training loss {s.final_train:.3f} >= {underfit_loss:g}",
+           "overfits": f"validation loss {up} above its minimum >= {rise:.0%}, gap >= "
+                       f"{wide_gap:g}",
+           "fits, with a wide gap": f"gap >= {wide_gap:g}, but validation loss only {up} above "
+                                    f"its minimum < {rise:.0%}",
+           "fits": f"gap < {wide_gap:g}"}[s.verdict]
+    return (f"{setting}: {s.verdict} ({why}); training loss {s.final_train:.3f}, validation "
+            f"loss {s.final_val:.3f}, gap {s.gap:.3f}; best validation loss {s.best_val:.3f} at "
+            f"epoch {s.best_epoch}, accuracy {s.best_accuracy:.3f}")
+
+
+def _setting_labels(values) -> list[tuple[str, float]]:
+    labels = [f"{value:g}" for value in values]
+    if len(set(labels)) < len(labels):
+        labels = [repr(value) for value in values]
+    return list(zip(labels, values, strict=True))
+
+
+class RegularizationExplorer(_Blitted):
+    """Pick a remedy (L2, dropout, the width, ...) and slide its setting: the precomputed run's
+    training and validation loss against the epoch, with the remedy's other settings faint
+    behind it.
+
+    `runs` maps a remedy's name to `{setting: History}`, every run from
+    `helpers.training.fit(..., evaluate_train=True)`. List each remedy's settings in the order the
+    slider should take them, the baseline first (no regularization: λ = 0, p = 0, the widest
+    model), so that moving right means a stronger remedy; the baseline is drawn dashed in grey.
+    The picture marks the best validation epoch and writes the final gap (validation minus
+    training loss) at the last epoch; the line below it is `describe_regularization_run`, whose
+    verdict rule is stated in `summarize_regularization_run`. An update only looks the run up and
+    draws the moving lines over a kept bitmap. Display it with `display(explorer)` or as the last
+    expression of a cell.
+    """
+
+    def __init__(self, runs: dict[str, dict[float, History]], remedy: str | None = None,
+                 value: float | None = None, *, dpi: int = 72):
+        if not isinstance(runs, dict) or not runs:
+            raise ValueError(f"expected runs as a non-empty dict {{remedy: {{setting: History}}}}"
+                             f", but got {runs!r}")
+        for name, settings in runs.items():
+            if not isinstance(settings, dict) or not settings:
+                raise ValueError(f"expected a non-empty dict {{setting: History}} for remedy "
+                                 f"{name!r}, but got {settings!r}")
+            for history in settings.values():
+                summarize_regularization_run(history)  # raises on a run without training losses
+        remedy = next(iter(runs)) if remedy is None else remedy
+        if remedy not in runs:
+            raise ValueError(f"expected a remedy among {list(runs)}, but got {remedy!r}")
+        value = next(iter(runs[remedy])) if value is None else value
+        if value not in runs[remedy]:
+            raise ValueError(f"expected a setting of {remedy!r} among {list(runs[remedy])}, but "
+                             f"got {value!r}")
+        self.runs = runs
+        self.controls = {
+            "remedy": widgets.Dropdown(options=list(runs), value=remedy, description="remedy"),
+            "value": widgets.SelectionSlider(options=_setting_labels(runs[remedy]), value=value,
+                                             description=remedy, continuous_update=True,
+                                             style={"description_width": "initial"},
+                                             layout=widgets.Layout(width="420px")),
+        }
+        self.status = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.figure = Figure(figsize=(7.5, 3.4), dpi=dpi)
+        FigureCanvasAgg(self.figure)
+        self.figure.subplots_adjust(left=0.1, right=0.97, bottom=0.15, top=0.9)
+        self.ax = self.figure.subplots()
+        every = [h for settings in runs.values() for h in settings.values()]
+        losses = np.array([x for h in every for x in (*h.train_eval_losses, *h.val_losses)])
+        losses = losses[np.isfinite(losses) & (losses > 0)]
+        low, high = (losses.min(), losses.max()) if len(losses) else (1e-2, 10.0)
+        epochs = max(len(h.val_losses) for h in every)
+        self.ax.set(xlim=(0.5, max(epochs, 1) + 0.5), ylim=(max(low, 1e-6) / 1.5, high * 1.5),
+                    yscale="log", xlabel="epoch", ylabel="cross-entropy")
+        self.train_line, = self.ax.plot([], [], "o-", color="C0", ms=2.5, lw=1.8,
+                                        label="training (eval mode)")
+        self.val_line, = self.ax.plot([], [], "o-", color="C1", ms=2.5, lw=1.8,
+                                      label="validation")
+        self.best_marker, = self.ax.plot([], [], "*", color="C1", mec="black", ms=13,
+                                         label="best validation epoch")
+        self.best_text = self.ax.text(0, 0, "", fontsize=8, ha="center", va="top")
+        self.gap_line, = self.ax.plot([], [], color="black", lw=2.5, alpha=0.6)
+        self.gap_text = self.ax.text(0, 0, "", fontsize=9, ha="right", va="center",
+                                     bbox=dict(facecolor="white", edgecolor="none", alpha=0.7,
+                                               pad=1))
+        self._moving = [self.train_line, self.val_line, self.best_marker, self.best_text,
+                        self.gap_line, self.gap_text, self.ax.title]
+        for artist in self._moving:
+            artist.set_animated(True)
+        self._faint = []
+        self._background = None
+        self._muted = False
+        self._show_remedy()
+        self.controls["remedy"].observe(self._remedy_changed, names="value")
+        self.controls["value"].observe(self._value_changed, names="value")
+        self.update()
+
+    # the pure part ----------------------------------------------------------------------------
+
+    def run(self) -> History:
+        """The precomputed run the controls ask for (pure lookup)."""
+        return self.runs[self.controls["remedy"].value][self.controls["value"].value]
+
+    def frame(self) -> GapSummary:
+        """The numbers and verdict behind the picture (`summarize_regularization_run`)."""
+        return summarize_regularization_run(self.run())
+
+    # the view ---------------------------------------------------------------------------------
+
+    def update(self) -> GapSummary:
+        """Look the run up, move the lines' data, re-render the same figure; returns the frame."""
+        history, frame = self.run(), self.frame()
+        remedy, value = self.controls["remedy"].value, self.controls["value"].value
+        text = describe_regularization_run(history, remedy, value)
+        train, val = history.train_eval_losses, history.val_losses
+        self.train_line.set_data(np.arange(1, len(train) + 1), train)
+        self.val_line.set_data(np.arange(1, len(val) + 1), val)
+        if frame.best_epoch:
+            last = len(val)
+            best_val = val[frame.best_epoch - 1]  # exact, where the frame's is rounded
+            self.best_marker.set_data([frame.best_epoch], [best_val])
+            near_end = frame.best_epoch > last - max(3, last // 6)  # keep off the gap's text
+            self.best_text.set(x=frame.best_epoch, y=best_val * (1.3 if near_end else 1 / 1.25),
+                               va="bottom" if near_end else "top",
+                               ha="right" if near_end else "center",
+                               text=f"best {frame.best_val:.3f}\nepoch {frame.best_epoch}")
+            self.gap_line.set_data([last, last], [train[-1], val[-1]])
+            low = max(train[-1], 1e-6)
+            narrow = val[-1] < 2 * low  # no room between the lines: write it under them
+            self.gap_text.set(x=last - 0.3, y=low / 1.3 if narrow else math.sqrt(low * val[-1]),
+                              va="top" if narrow else "center", text=f"gap {frame.gap:.3f}")
+        else:
+            for line in (self.best_marker, self.gap_line):
+                line.set_data([], [])
+            self.best_text.set_text("")
+            self.gap_text.set_text("")
+        good = frame.verdict == "fits"
+        color = _GOOD if good else _BAD if frame.verdict in ("overfits", "underfits",
+                                                             "diverged") else "#9a6700"
+        self.ax.set_title(f"{remedy} = {value:g}: {frame.verdict}", fontsize=10, color=color)
+        self.status.value = f"<b style='color:{color}'>{text}</b>"
+        self.image.value = self.render()
+        return frame
+
+    @property
+    def widget(self) -> widgets.Widget:
+        controls = widgets.HBox([self.controls["remedy"], self.controls["value"]])
+        return widgets.VBox([controls, self.status, self.image])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # reacting to the controls -------------------------------------------------------------------
+
+    def _value_changed(self, change) -> None:
+        if not self._muted:
+            self.update()
+
+    def _remedy_changed(self, change) -> None:
+        """Re-populate the slider with the new remedy's settings (at its baseline), redraw the
+        faint background, then the run."""
+        slider, settings = self.controls["value"], self.runs[change["new"]]
+        self._muted = True
+        try:
+            slider.options = _setting_labels(settings)
+            slider.value = next(iter(settings))
+            slider.description = change["new"]
+        finally:
+            self._muted = False
+        self._show_remedy()
+        self.update()
+
+    def _show_remedy(self) -> None:
+        """Every setting of the remedy, faint, behind the moving lines; the baseline dashed."""
+        for artist in self._faint:
+            artist.remove()
+        remedy = self.controls["remedy"].value
+        self._faint = []
+        for index, (value, history) in enumerate(self.runs[remedy].items()):
+            epochs = np.arange(1, len(history.val_losses) + 1)
+            if index == 0:
+                self._faint += self.ax.plot(epochs, history.train_eval_losses, ":", color="gray",
+                                            lw=1.2)
+                self._faint += self.ax.plot(epochs, history.val_losses, "--", color="gray",
+                                            lw=1.2, label=f"baseline, {remedy} = {value:g}")
+            else:
+                self._faint += self.ax.plot(epochs, history.train_eval_losses, color="C0",
+                                            alpha=0.18, lw=1)
+                self._faint += self.ax.plot(epochs, history.val_losses, color="C1", alpha=0.18,
+                                            lw=1, label="other settings" if index == 1 else None)
+        self.ax.legend(fontsize=7, loc="lower left")
+        self._background = None

@@ -65,13 +65,32 @@ def test_modes_edges_and_inplace():
     assert torch.equal(module(x), (torch.manual_seed(2), torch.nn.Dropout(0.3)(x))[1])
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, "0.5", True])
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_a_bad_probability_is_refused_like_torch(bad):
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1, but "
                                          "got"):
         R.dropout(torch.ones(3), bad)
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
         R.Dropout(bad)
+    with pytest.raises(TypeError, match="p to be a number, but got str"):
+        R.dropout(torch.ones(3), "0.5")
+
+
+def test_probabilities_torch_accepts_are_accepted_and_p_0_draws_nothing():
+    import numpy as np
+
+    x = torch.randn(20, dtype=torch.float64)
+    for p in (torch.tensor(0.5), np.float32(0.5), 0.5):
+        torch.manual_seed(0)
+        ours = R.dropout(x, p)
+        torch.manual_seed(0)
+        assert torch.equal(ours, F.dropout(x, 0.5))
+    torch.manual_seed(1)
+    assert R.dropout(x, 0.0) is x
+    after_ours = torch.rand(3)
+    torch.manual_seed(1)
+    F.dropout(x, 0.0)
+    assert torch.equal(after_ours, torch.rand(3))  # the same random stream afterwards
 
 
 def test_the_l2_gradient_is_weight_decay_in_sgd_step_by_step():
@@ -143,4 +162,30 @@ def test_weight_decay_groups_leave_biases_and_norms_alone():
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert [tuple(p.shape) for p in decay["params"]] == [(8, 4), (2, 8)]
     assert len(no_decay["params"]) == 6  # two biases, two norm scales, two norm shifts
+    with pytest.raises(TypeError, match="the model, not model.parameters"):
+        R.weight_decay_groups(model.parameters(), 0.01)
+    recurrent = torch.nn.Sequential(torch.nn.LSTM(4, 8), torch.nn.PReLU())
+    recurrent_decay, recurrent_exempt = R.weight_decay_groups(recurrent, 0.01)
+    assert all(p.dim() == 2 for p in recurrent_decay["params"])
+    assert len(recurrent_exempt["params"]) == 3  # two LSTM biases and the PReLU slope
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_weight_decay_groups_handle_rmsnorm_attention_biases_and_tied_weights():
+    embedding = torch.nn.Embedding(10, 8)
+    head = torch.nn.Linear(8, 10, bias=False)
+    head.weight = embedding.weight  # tied
+    model = torch.nn.ModuleDict({"embedding": embedding, "norm": torch.nn.RMSNorm(8),
+                                 "attention": torch.nn.MultiheadAttention(8, 2), "head": head})
+    decay, no_decay = R.weight_decay_groups(model, 0.1)
+    every = decay["params"] + no_decay["params"]
+    assert len({id(p) for p in every}) == len(every) == len(list(model.parameters()))
+    assert model["norm"].weight in [p for p in no_decay["params"]]
+    assert any(p is model["attention"].in_proj_bias for p in no_decay["params"])
+
+
+def test_penalties_of_no_parameters_are_zero_tensors_and_strengths_must_be_numbers():
+    assert torch.equal(R.l2_penalty([], 0.1), torch.zeros(()))
+    assert torch.equal(R.l1_penalty([], 0.1), torch.zeros(()))
+    with pytest.raises(TypeError, match="expected threshold to be a number, but got Tensor"):
+        R.soft_threshold(torch.ones(2), torch.tensor(0.5))

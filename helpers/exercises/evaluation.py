@@ -29,6 +29,7 @@ from helpers.exercises import (
     as_number,
     check_answer,
     check_function,
+    lists_as_tuples,
     seeded,
     wrong,
 )
@@ -299,7 +300,7 @@ def check_recall_over_batches(recall_over_batches) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_pair(learner) -> Callable:
+def _lists_as_tuples(learner) -> Callable:
     """The learner's function, with a tensor or array result turned into a list."""
     if not callable(learner):
         return learner
@@ -338,7 +339,7 @@ def check_wilson_interval(wilson_interval) -> Verdict:
     def reference(k, n, confidence_level=0.95):
         return list(stats.proportion_ci(k, n, confidence_level, "wilson"))
 
-    return check_function("wilson_interval", _as_pair(wilson_interval), reference, cases, [
+    return check_function("wilson_interval", _lists_as_tuples(wilson_interval), reference, cases, [
         Diagnosis(lambda k, n, c: _wald(k, n, _z(c)),
                   "that is the Wald interval, p_hat +- z sqrt(p_hat (1 - p_hat) / n): Wilson "
                   "solves (p_hat - p)^2 <= z^2 p (1 - p) / n for p, with the standard error at "
@@ -847,16 +848,8 @@ def check_best_and_stop_epoch(best_and_stop_epoch) -> Verdict:
                 break
         return stopper.best_epoch, stop
 
-    def as_pair(learner):
-        if not callable(learner):
-            return learner
-
-        def pair(*args):
-            result = learner(*args)
-            return tuple(result) if isinstance(result, list) else result
-        return pair
-
-    return check_function("best_and_stop_epoch", as_pair(best_and_stop_epoch), reference, cases, [
+    return check_function("best_and_stop_epoch", lists_as_tuples(best_and_stop_epoch), reference,
+                          cases, [
         Diagnosis(lambda v, p, d: _stopping(v, p, d, off_by_one=True),
                   "you stop one epoch late: stop as soon as patience epochs in a row have not "
                   "improved (epoch - best_epoch >= patience), not after patience + 1"),
