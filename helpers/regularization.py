@@ -100,8 +100,9 @@ def _check_strength(name: str, value) -> float:
 
 
 def _total(terms) -> Tensor:
-    """The sum of 0-d tensors, a 0-d zero tensor when there are none."""
-    return sum(terms, torch.zeros(()))
+    """The sum of 0-d tensors in their own dtype, a 0-d zero tensor when there are none."""
+    terms = list(terms)
+    return sum(terms[1:], terms[0]) if terms else torch.zeros(())
 
 
 def l2_penalty(parameters: Tensor | Iterable[Tensor], weight_decay: float) -> Tensor:

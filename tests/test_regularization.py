@@ -187,5 +187,7 @@ def test_weight_decay_groups_handle_rmsnorm_attention_biases_and_tied_weights():
 def test_penalties_of_no_parameters_are_zero_tensors_and_strengths_must_be_numbers():
     assert torch.equal(R.l2_penalty([], 0.1), torch.zeros(()))
     assert torch.equal(R.l1_penalty([], 0.1), torch.zeros(()))
+    half = [torch.ones(3, dtype=torch.float16), torch.ones(2, dtype=torch.float16)]
+    assert R.l2_penalty(half, 0.5).dtype == torch.float16 and R.l2_penalty(half, 0.5) == 1.25
     with pytest.raises(TypeError, match="expected threshold to be a number, but got Tensor"):
         R.soft_threshold(torch.ones(2), torch.tensor(0.5))
