@@ -303,3 +303,38 @@ def check_answer(task: str, learner: Callable[[], object], expected,
 
 def seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a function through a procedure that builds fresh objects for it
+# --------------------------------------------------------------------------------------------
+
+
+class BadReturn(Exception):
+    """Raised by a procedure when the learner's function returned something it cannot go on
+    with; its message, which starts with "your function returned", becomes the verdict."""
+
+
+def check_procedure(task: str, learner, reference: Callable, cases: Sequence,
+                    diagnoses: Sequence[Diagnosis] = (), rtol: float = 1e-6,
+                    atol: float = 1e-8) -> Verdict:
+    """`check_function` where every case is a procedure: `case.run(function)` builds fresh
+    objects (a model, a loader, an optimizer, a generator), calls `function` with them, and
+    returns what is compared; `repr(case)` describes it in one line.
+
+    The learner's function, the reference and each diagnosis's wrong function all go through
+    the same procedures, so a function that changes its objects (a model's mode, a generator's
+    state) cannot spoil the next call.
+    """
+    if not callable(learner):
+        return wrong(task, f"expected a function, but got {type(learner).__name__}")
+
+    def through(function: Callable) -> Callable:
+        return lambda case: case.run(function)
+
+    verdict = check_function(task, through(learner), through(reference), [(c,) for c in cases],
+                             [Diagnosis(through(d.wrong), d.hint) for d in diagnoses], rtol, atol)
+    raised = f"your function raised {BadReturn.__name__}: "
+    if verdict.message.startswith(raised):  # the procedure's words, not an error of the learner's
+        return wrong(task, verdict.message.removeprefix(raised))
+    return verdict

@@ -2,11 +2,12 @@
 
 Several of this chapter's functions act on objects rather than on numbers: an evaluation loop
 takes a model and a DataLoader (and must give the model back as it came), a checkpoint takes a
-model, an optimizer, a scheduler and a generator. Their checker, `check_procedure`, is
-`check_function` for such functions: each case is a *procedure* that builds its objects afresh
-for every call, runs the function on them, and returns what is compared — the accuracy with the
-model's mode afterwards, or the losses of a training run resumed from a checkpoint. A diagnosis
-is then a wrong function of the same kind, run through the same procedures.
+model, an optimizer, a scheduler and a generator. Their checker, `check_procedure` (in
+`helpers.exercises`), is `check_function` for such functions: each case is a *procedure* that
+builds its objects afresh for every call, runs the function on them, and returns what is
+compared — the accuracy with the model's mode afterwards, or the losses of a training run resumed
+from a checkpoint. A diagnosis is then a wrong function of the same kind, run through the same
+procedures.
 """
 
 from __future__ import annotations
@@ -24,51 +25,19 @@ from torch import Tensor
 from helpers import stats
 from helpers.data import loader as make_loader
 from helpers.exercises import (
+    BadReturn,
     Diagnosis,
     Verdict,
     as_number,
     check_answer,
     check_function,
+    check_procedure,
     lists_as_tuples,
     seeded,
     wrong,
 )
 from helpers.exercises.metrics import _Batches
 from helpers.training import EarlyStopping, shuffled_batches
-
-# --------------------------------------------------------------------------------------------
-# Checking a function through a procedure that builds fresh objects for it
-# --------------------------------------------------------------------------------------------
-
-
-class BadReturn(Exception):
-    """Raised by a procedure when the learner's function returned something it cannot go on
-    with; its message, which starts with "your function returned", becomes the verdict."""
-
-
-def check_procedure(task: str, learner, reference: Callable, cases: Sequence,
-                    diagnoses: Sequence[Diagnosis] = (), rtol: float = 1e-6,
-                    atol: float = 1e-8) -> Verdict:
-    """`check_function` where every case is a procedure: `case.run(function)` builds fresh
-    objects (a model, a loader, an optimizer, a generator), calls `function` with them, and
-    returns what is compared; `repr(case)` describes it in one line.
-
-    The learner's function, the reference and each diagnosis's wrong function all go through
-    the same procedures, so a function that changes its objects (a model's mode, a generator's
-    state) cannot spoil the next call.
-    """
-    if not callable(learner):
-        return wrong(task, f"expected a function, but got {type(learner).__name__}")
-
-    def through(function: Callable) -> Callable:
-        return lambda case: case.run(function)
-
-    verdict = check_function(task, through(learner), through(reference), [(c,) for c in cases],
-                             [Diagnosis(through(d.wrong), d.hint) for d in diagnoses], rtol, atol)
-    raised = f"your function raised {BadReturn.__name__}: "
-    if verdict.message.startswith(raised):  # the procedure's words, not an error of the learner's
-        return wrong(task, verdict.message.removeprefix(raised))
-    return verdict
 
 
 class _Dropout(torch.nn.Module):
@@ -300,7 +269,7 @@ def check_recall_over_batches(recall_over_batches) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-def _lists_as_tuples(learner) -> Callable:
+def _tensors_as_lists(learner) -> Callable:
     """The learner's function, with a tensor or array result turned into a list."""
     if not callable(learner):
         return learner
@@ -339,7 +308,7 @@ def check_wilson_interval(wilson_interval) -> Verdict:
     def reference(k, n, confidence_level=0.95):
         return list(stats.proportion_ci(k, n, confidence_level, "wilson"))
 
-    return check_function("wilson_interval", _lists_as_tuples(wilson_interval), reference, cases, [
+    return check_function("wilson_interval", _tensors_as_lists(wilson_interval), reference, cases, [
         Diagnosis(lambda k, n, c: _wald(k, n, _z(c)),
                   "that is the Wald interval, p_hat +- z sqrt(p_hat (1 - p_hat) / n): Wilson "
                   "solves (p_hat - p)^2 <= z^2 p (1 - p) / n for p, with the standard error at "

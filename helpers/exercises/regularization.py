@@ -19,14 +19,15 @@ from torch import Tensor
 
 from helpers import regularization
 from helpers.exercises import (
+    BadReturn,
     Diagnosis,
     Verdict,
     check_answer,
     check_function,
+    check_procedure,
     lists_as_tuples,
     seeded,
 )
-from helpers.exercises.evaluation import BadReturn, check_procedure
 from helpers.exercises.momentum import StepCase, check_steps, random_gradients
 
 # --------------------------------------------------------------------------------------------
