@@ -111,8 +111,10 @@ def test_paired_table_counts_agreement_and_disagreement():
     a = torch.tensor([0, 1, 0, 1, 1, 0])  # right, right, wrong, wrong, right, right
     b = torch.tensor([0, 0, 0, 0, 1, 1])  # right, wrong, wrong, right, right, wrong
     assert S.paired_table(y, a, b).tolist() == [[2, 2], [1, 1]]
-    with pytest.raises(ValueError, match="integer labels of shape"):
+    with pytest.raises(TypeError, match="expected integer class labels in y_pred_a"):
         S.paired_table(y, a.double(), b)
+    with pytest.raises(ValueError, match=r"y_true of shape \(N,\) .* but got shape \(6, 1\)"):
+        S.paired_table(y[:, None], a, b)
     with pytest.raises(ValueError, match="the same number of samples, but got 6, 6 and 5"):
         S.paired_table(y, a, b[:5])
 
