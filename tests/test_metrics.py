@@ -401,14 +401,18 @@ MUTANTS = {
 
 @pytest.fixture(params=sorted(MUTANTS))
 def mutant(request, monkeypatch):
-    """A copy of helpers.metrics with one line changed; its checks registered nowhere."""
+    """helpers.metrics with one line of its counts module changed; its checks registered nowhere."""
     original, mutated = MUTANTS[request.param]
-    source = inspect.getsource(M)
+    source = inspect.getsource(M.counts)
     assert source.count(original) == 1, f"the line to mutate is gone: {original}"
-    module = types.ModuleType("helpers.metrics_mutant")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
+    counts = types.ModuleType("helpers.metrics.counts_mutant")
+    monkeypatch.setitem(sys.modules, counts.__name__, counts)
     monkeypatch.setattr(V, "_REGISTRY", {})
-    exec(compile(source.replace(original, mutated), "metrics_mutant.py", "exec"), module.__dict__)
+    exec(compile(source.replace(original, mutated), "counts_mutant.py", "exec"), counts.__dict__)
+    # every public name of helpers.metrics, those of the counts module taken from the mutant
+    public = {name: getattr(counts, name, getattr(M, name)) for name in M.__all__}
+    module = types.SimpleNamespace(**public)
+    module.CHECKS = M.build_checks(module)
     return module
 
 

@@ -1,0 +1,144 @@
+"""Validation shared by the metrics: say what was expected and what came.
+
+The constants name the values that the arguments of `sklearn.metrics` take.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import warnings
+
+import numpy as np
+import torch
+
+AVERAGES = ("binary", "micro", "macro", "weighted", None)
+"""The values of `average`: one class, pooled counts, plain mean, support-weighted mean, none."""
+
+ZERO_DIVISIONS = ("warn", 0.0, 1.0, math.nan)
+"""The values of `zero_division`, the score where a denominator is 0."""
+
+NORMALIZATIONS = (None, "true", "pred", "all")
+"""The values of `normalize` in `confusion_matrix`: divide by row, column or grand total."""
+
+ALL_WARNINGS = ("precision", "recall", "f-score")
+
+
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray | list | tuple):
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"expected numbers in {name}, but got NumPy dtype {array.dtype}")
+        return torch.as_tensor(array)
+    raise TypeError(f"expected {name} to be a tensor (or a list or NumPy array), but got "
+                    f"{type(value).__name__}")
+
+
+def _labels(value, name: str) -> torch.Tensor:
+    """`value` as a 1-D int64 tensor of class labels, or a ValueError / TypeError saying why not."""
+    y = _as_tensor(value, name)
+    if y.ndim != 1:
+        hint = ""
+        if y.ndim == 2 and y.shape[1] == 1:
+            hint = ("; a column holds one value per sample: flatten it with .squeeze(1) (and "
+                    "threshold a score, never take argmax over a single column)")
+        elif y.ndim == 2 and y.is_floating_point():
+            hint = "; for scores of shape (N, C), predict the labels with .argmax(dim=1)"
+        raise ValueError(f"expected {name} of shape (N,) with one class label per sample, but got "
+                         f"shape {tuple(y.shape)}{hint}")
+    if (y.is_floating_point() or y.is_complex()) and y.numel():
+        raise TypeError(f"expected integer class labels in {name}, but got {y.dtype} values; turn "
+                        "scores into labels first, e.g. (y_score >= 0.5).long() or "
+                        "y_score.argmax(dim=1)")
+    return y.long()
+
+
+def _scores(value, name: str) -> torch.Tensor:
+    """`value` as a 1-D floating tensor of finite scores, or an error saying why not."""
+    y = _as_tensor(value, name)
+    if y.ndim != 1:
+        raise ValueError(f"expected {name} of shape (N,) with one score per sample, but got shape "
+                         f"{tuple(y.shape)}; score one class at a time: y_true == k against "
+                         f"{name}[:, k]")
+    if not y.is_floating_point():
+        raise TypeError(f"expected floating-point scores in {name} (probabilities or logits), but "
+                        f"got {y.dtype}")
+    bad = int((~torch.isfinite(y)).sum())
+    if bad:
+        raise ValueError(f"expected finite scores in {name}, but got {bad} NaN or infinite values")
+    return y
+
+
+def _same_samples(first: torch.Tensor, second: torch.Tensor, names: str) -> None:
+    if len(first) != len(second):
+        raise ValueError(f"expected {names} of the same length, but got {len(first)} and "
+                         f"{len(second)}")
+    if first.device != second.device:
+        raise ValueError(f"expected {names} on the same device, but got {first.device} and "
+                         f"{second.device}")
+
+
+def _sample_weight(value, like: torch.Tensor) -> torch.Tensor | None:
+    """None, or a real 1-D tensor with one weight per sample of `like`."""
+    if value is None:
+        return None
+    weight = _as_tensor(value, "sample_weight")
+    if weight.shape != like.shape or weight.dtype == torch.bool or weight.is_complex():
+        raise ValueError(f"expected sample_weight of shape {tuple(like.shape)} (one real weight "
+                         f"per sample), but got {weight.dtype} of shape {tuple(weight.shape)}")
+    _same_samples(like, weight, "the labels and sample_weight")
+    return weight
+
+
+def _check_some_weight(weighted: torch.Tensor) -> None:
+    """As scikit-learn: a metric of samples that all weigh 0 is an error."""
+    if not bool((weighted != 0).any()):
+        raise ValueError("expected at least one non-zero sample weight, but every sample counted "
+                         "has weight 0")
+
+
+def _check_average(average) -> None:
+    if average is not None and (not isinstance(average, str) or average not in AVERAGES):
+        samples = ("; average='samples' is for multilabel targets, which these functions do not "
+                   "take" if average == "samples" else "")
+        raise ValueError("expected average to be one of 'binary', 'micro', 'macro', 'weighted' or "
+                         f"None, but got {average!r}{samples}")
+
+
+def _zero_division_value(zero_division) -> float:
+    """The score for an undefined ratio: 0.0 for "warn", else `zero_division` (0, 1 or NaN)."""
+    if isinstance(zero_division, str) and zero_division == "warn":
+        return 0.0
+    if isinstance(zero_division, numbers.Real) and (zero_division in (0, 1)
+                                                    or math.isnan(zero_division)):
+        return float(zero_division)
+    raise ValueError("expected zero_division to be \"warn\", 0.0, 1.0 or nan, but got "
+                     f"{zero_division!r}")
+
+
+def _check_beta(beta) -> None:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta >= 0:
+        raise ValueError(f"expected beta >= 0 (inf allowed), but got {beta!r}")
+
+
+def _check_pos_label(pos_label) -> None:
+    if not isinstance(pos_label, numbers.Integral):
+        raise TypeError(f"expected an integer pos_label (a class label), but got {pos_label!r}")
+
+
+def _score_dtype(device: torch.device) -> torch.dtype:
+    """float64, as scikit-learn; float32 on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _warn(message: str, category: type[Warning]) -> None:
+    """Warn with the stack level of the first caller outside helpers.metrics: the user's line."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("helpers.metrics"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
