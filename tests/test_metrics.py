@@ -1,18 +1,20 @@
 """helpers.metrics against scikit-learn: values, warnings and errors on random data (empty classes
 and all-negative predictions included), the streaming accumulator, the error messages, and
-mutants that the same comparisons must catch."""
+mutants that the same comparisons must catch: the scores from counts, the threshold curves and
+ROC AUC, and the scores of predicted probabilities."""
 
 import inspect
 import math
 import sys
 import types
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import sklearn.metrics as sk
 import torch
-from hypothesis import find, given, settings
+from hypothesis import Phase, assume, find, given, settings
 from hypothesis import strategies as st
 
 from helpers import metrics as M
@@ -20,6 +22,11 @@ from helpers import verify as V
 from helpers.data import breast_cancer
 
 PROPERTY = settings(max_examples=60, deadline=None)
+Y = torch.tensor([0, 1, 1, 0])
+Y3 = torch.tensor([0, 1, 2, 2])
+S = torch.tensor([0.2, 0.9, 0.6, 0.1])
+P3 = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]],
+                  dtype=torch.float64)
 SCORES = ("precision_score", "recall_score", "f1_score", "fbeta_score",
           "precision_recall_fscore_support")
 
@@ -38,7 +45,16 @@ def outcome(fn, *args, **kwargs):
         except ValueError as raised:  # scikit-learn's InvalidParameterError is one too
             result, error = None, ValueError
             del raised
+        except NotImplementedError as raised:  # roc_auc_score(multi_class="ovo", average=None)
+            result, error = None, NotImplementedError
+            del raised
     return result, error, [(w.category, str(w.message)) for w in caught]
+
+
+def api_warnings(caught):
+    """The warnings that are part of scikit-learn's behaviour: not NumPy's RuntimeWarnings about
+    its own 0 / 0 (balanced accuracy adjusted with one class, one-vs-one AUC of no pair)."""
+    return [(category, message) for category, message in caught if category is not RuntimeWarning]
 
 
 def assert_values_equal(ours, theirs, where="result"):
@@ -73,7 +89,7 @@ def assert_same_as_sklearn(module, name, *data, **kwargs):
                    **as_torch(kwargs))
     theirs = outcome(getattr(sk, name), *[np.array(d) for d in data], **as_numpy(kwargs))
     assert ours[1] == theirs[1], f"{name}: ours raised {ours[1]}, sklearn {theirs[1]}"
-    assert ours[2] == theirs[2], f"{name}: warnings differ:\n{ours[2]}\n{theirs[2]}"
+    assert ours[2] == api_warnings(theirs[2]), f"{name}: warnings differ:\n{ours[2]}\n{theirs[2]}"
     assert_values_equal(ours[0], theirs[0], name)
 
 
@@ -108,6 +124,10 @@ def label_cases(draw, function="precision_recall_fscore_support"):
     if function == "accuracy_score":
         kwargs["normalize"] = draw(st.booleans())
         return {"data": (y_true, y_pred), "kwargs": kwargs}
+    if function in ("balanced_accuracy_score", "matthews_corrcoef"):
+        if function == "balanced_accuracy_score":
+            kwargs["adjusted"] = draw(st.booleans())
+        return {"data": (y_true, y_pred), "kwargs": kwargs}
     kwargs["labels"] = draw(st.none() | st.lists(st.integers(shift - 1, shift + n_classes + 1),
                                                  min_size=1, max_size=5, unique=True))
     if function == "confusion_matrix":
@@ -134,13 +154,83 @@ def scored_cases(draw, function="precision_recall_curve"):
                                         max_size=n).filter(any))
     if weights is not None:
         kwargs["sample_weight"] = weights
+    if function == "roc_auc_score":  # binary: the positive class is the greater label
+        kwargs["max_fpr"] = draw(st.sampled_from([None, 1.0, 0.5, 0.1]) | st.floats(0.01, 1.0))
+        kwargs["average"] = draw(st.sampled_from(["macro", "weighted", "micro", "samples", None]))
+        return {"data": (y_true, y_score), "kwargs": kwargs}
     if function == "average_precision_score":
         kwargs["pos_label"] = draw(st.sampled_from([0, 1, 2]))
     else:
         kwargs["pos_label"] = draw(st.sampled_from([None, 0, 1, 2]))
-    if function == "precision_recall_curve":
+    if function in ("precision_recall_curve", "roc_curve"):
         kwargs["drop_intermediate"] = draw(st.booleans())
     return {"data": (y_true, y_score), "kwargs": kwargs}
+
+
+def probability_rows(width: int):
+    """Rows of `width` probabilities from small counts: they sum to 1, and many are tied."""
+    counts = st.lists(st.integers(0, 3), min_size=width, max_size=width).filter(any)
+    return counts.map(lambda row: [c / sum(row) for c in row])
+
+
+@st.composite
+def multiclass_score_cases(draw):
+    """roc_auc_score on 3 or 4 columns of probabilities: y_true from some of the classes,
+    labels right, unordered, repeated or missing a class, and every option."""
+    width, n = draw(st.integers(3, 4)), draw(st.integers(1, 25))
+    y_true = draw(st.lists(st.integers(0, width - 1), min_size=n, max_size=n))
+    y_score = draw(st.lists(probability_rows(width), min_size=n, max_size=n))
+    if draw(st.integers(0, 9)) == 0:  # a row that does not sum to 1
+        y_score[0] = [1.1 * p for p in y_score[0]]
+    kwargs = {"multi_class": draw(st.sampled_from(["ovr", "ovr", "ovo", "raise"])),
+              "average": draw(st.sampled_from(["macro", "weighted", "micro", None, "samples"]))}
+    kwargs["labels"] = draw(st.sampled_from([None, None, list(range(width)),
+                                             [*range(width - 1), width + 2],
+                                             [1, 0, *range(2, width)], [0, 0, *range(width - 2)],
+                                             list(range(1, width + 1))]))
+    weights = draw(st.none() | st.lists(st.sampled_from([0.0, 1.0, 2.5]), min_size=n,
+                                        max_size=n).filter(any))
+    if weights is not None:
+        kwargs["sample_weight"] = weights
+    if draw(st.integers(0, 9)) == 0:
+        kwargs["max_fpr"] = 0.5
+    # scikit-learn divides by zero (ZeroDivisionError) for a weighted one-vs-one without pairs
+    assume(not (kwargs["multi_class"] == "ovo" and kwargs["average"] == "weighted"
+                and len(set(y_true)) < 2))
+    return {"data": (y_true, y_score), "kwargs": kwargs}
+
+
+@st.composite
+def probability_cases(draw, function="log_loss"):
+    """Probabilities of one class (N,) or of 2 to 4 (N, C), 0 and 1 among them, sometimes out of
+    [0, 1] or not summing to 1; y_true binary, multiclass or a single class; every option. Labels
+    go as tuples, which both sides print alike in their warning about unordered labels."""
+    n = draw(st.integers(1, 25))
+    classes = draw(st.sampled_from([(0, 1), (-1, 1), (0, 2), (0,), (1,), (2,), (0, 1, 2),
+                                    (0, 1, 2, 3)]))
+    y_true = draw(st.lists(st.sampled_from(classes), min_size=n, max_size=n))
+    width = draw(st.sampled_from([None, None, 2, 3, 4]))  # None: the positive class's (N,)
+    if width is None:
+        p = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]) | st.floats(0, 1).map(lambda p: round(p, 3))
+        y_proba = draw(st.lists(p, min_size=n, max_size=n))
+        if draw(st.integers(0, 9)) == 0:
+            y_proba[0] = draw(st.sampled_from([-0.1, 1.1]))
+    else:
+        y_proba = draw(st.lists(probability_rows(width), min_size=n, max_size=n))
+        if draw(st.integers(0, 9)) == 0:
+            y_proba[0] = [draw(st.sampled_from([0.9, 1.05])) * p for p in y_proba[0]]
+    kwargs = {"labels": draw(st.sampled_from([None, None, (0, 1), (0, 1, 2), (0, 1, 2, 3),
+                                              (2, 0, 1), (-1, 1), (0, 2), (1, 1, 0), (1,)]))}
+    weights = draw(st.none() | st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=n,
+                                        max_size=n).filter(any))
+    if weights is not None:
+        kwargs["sample_weight"] = weights
+    if function == "brier_score_loss":
+        kwargs["pos_label"] = draw(st.sampled_from([None, 0, 1, 2]))
+        kwargs["scale_by_half"] = draw(st.sampled_from(["auto", True, False]))
+    else:
+        kwargs["normalize"] = draw(st.booleans())
+    return {"data": (y_true, y_proba), "kwargs": kwargs}
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,6 +260,36 @@ def test_confusion_matrix_and_accuracy_match_sklearn(name, data):
 @given(data=st.data())
 def test_threshold_tools_match_sklearn(name, data):
     case = data.draw(scored_cases(name))
+    assert_same_as_sklearn(M, name, *case["data"], **case["kwargs"])
+
+
+@pytest.mark.parametrize("name", ["balanced_accuracy_score", "matthews_corrcoef"])
+@PROPERTY
+@given(data=st.data())
+def test_balanced_accuracy_and_mcc_match_sklearn(name, data):
+    case = data.draw(label_cases(name))
+    assert_same_as_sklearn(M, name, *case["data"], **case["kwargs"])
+
+
+@pytest.mark.parametrize("name", ["roc_curve", "roc_auc_score"])
+@PROPERTY
+@given(data=st.data())
+def test_roc_curve_and_binary_auc_match_sklearn(name, data):
+    case = data.draw(scored_cases(name))
+    assert_same_as_sklearn(M, name, *case["data"], **case["kwargs"])
+
+
+@PROPERTY
+@given(case=multiclass_score_cases())
+def test_multiclass_roc_auc_matches_sklearn(case):
+    assert_same_as_sklearn(M, "roc_auc_score", *case["data"], **case["kwargs"])
+
+
+@pytest.mark.parametrize("name", ["brier_score_loss", "log_loss"])
+@PROPERTY
+@given(data=st.data())
+def test_probability_scores_match_sklearn(name, data):
+    case = data.draw(probability_cases(name))
     assert_same_as_sklearn(M, name, *case["data"], **case["kwargs"])
 
 
@@ -235,7 +355,7 @@ def test_streaming_equals_the_function_on_the_concatenated_batches(case, cuts):
     for start, stop in zip(edges, edges[1:]):
         stream.update(y_true[start:stop], y_pred[start:stop],
                       None if weight is None else weight[start:stop])
-    for name in SCORES:
+    for name in (*SCORES, "balanced_accuracy_score", "matthews_corrcoef"):
         options = {k: v for k, v in kwargs.items()
                    if k in inspect.signature(getattr(stream, name)).parameters}
         if name == "fbeta_score":
@@ -301,12 +421,180 @@ def test_average_precision_is_the_step_integral_of_the_curve():
 
 
 # --------------------------------------------------------------------------------------------
+# Imbalanced data, ROC and probabilities: edge cases, each equal to scikit-learn's
+# --------------------------------------------------------------------------------------------
+
+ROWS = [[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]
+EDGE_CASES = {
+    "balanced accuracy, one class in y_true": (
+        "balanced_accuracy_score", ([0, 0, 0], [0, 0, 0]), {}),
+    "balanced accuracy adjusted, one class in y_true: 0 / 0": (
+        "balanced_accuracy_score", ([0, 0, 0], [0, 0, 0]), {"adjusted": True}),
+    "balanced accuracy adjusted, one class in y_true, another predicted: -0.5 / 0": (
+        "balanced_accuracy_score", ([0, 0, 0], [0, 1, 0]), {"adjusted": True}),
+    "balanced accuracy, every prediction one class": (
+        "balanced_accuracy_score", ([0, 1, 1, 2], [1, 1, 1, 1]), {"adjusted": True}),
+    "MCC, one class in y_true": ("matthews_corrcoef", ([0, 0, 0], [0, 0, 0]), {}),
+    "MCC, every prediction one class": ("matthews_corrcoef", ([0, 1, 1, 2], [1, 1, 1, 1]), {}),
+    "MCC, inverted": ("matthews_corrcoef", ([0, 1, 1, 0], [1, 0, 0, 1]), {}),
+    "MCC, perfect multiclass": ("matthews_corrcoef", ([0, 1, 2, 2], [0, 1, 2, 2]), {}),
+    "MCC, weights of 0": ("matthews_corrcoef", ([0, 1, 2, 2], [0, 2, 1, 2]),
+                          {"sample_weight": [1.0, 0.0, 3.0, 0.0]}),
+    "ROC curve, no negative sample": ("roc_curve", ([1, 1, 1], [0.1, 0.5, 0.9]), {}),
+    "ROC curve, no positive sample, tied scores": ("roc_curve", ([0, 0], [0.3, 0.3]), {}),
+    "ROC curve, constant scores": ("roc_curve", ([0, 1, 0, 1], [0.5] * 4), {}),
+    "ROC curve, ties kept with drop_intermediate": (
+        "roc_curve", ([0, 1, 1, 0, 1, 0], [0.1, 0.4, 0.4, 0.4, 0.8, 0.8]), {}),
+    "ROC AUC, constant scores": ("roc_auc_score", ([0, 1, 0, 1], [0.5] * 4), {}),
+    "ROC AUC, perfect": ("roc_auc_score", ([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]), {}),
+    "ROC AUC, perfect, max_fpr=0.2": (
+        "roc_auc_score", ([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]), {"max_fpr": 0.2}),
+    "ROC AUC, inverted": ("roc_auc_score", ([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]), {}),
+    "ROC AUC, inverted, max_fpr=0.2": (
+        "roc_auc_score", ([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]), {"max_fpr": 0.2}),
+    "ROC AUC, one class in y_true: NaN, not an error": (
+        "roc_auc_score", ([1, 1, 1], [0.1, 0.2, 0.3]), {}),
+    "ROC AUC, the negatives all weigh 0": (
+        "roc_auc_score", ([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4]), {"sample_weight": [0, 1.0, 0, 1]}),
+    "ROC AUC one-vs-rest, a class of labels absent from y_true": (
+        "roc_auc_score", ([0, 1, 1, 1], ROWS), {"multi_class": "ovr", "labels": [0, 1, 2]}),
+    "ROC AUC one-vs-one": ("roc_auc_score", ([0, 1, 2, 2], ROWS), {"multi_class": "ovo"}),
+    "ROC AUC one-vs-one, no pair: NaN": (
+        "roc_auc_score", ([1, 1, 1, 1], ROWS), {"multi_class": "ovo", "labels": [0, 1, 2]}),
+    "log loss, probabilities 0 and 1, right": ("log_loss", ([0, 1], [0.0, 1.0]), {}),
+    "log loss, probabilities 0 and 1, wrong": ("log_loss", ([0, 1], [1.0, 0.0]), {}),
+    "log loss, one class in y_true, labels given": (
+        "log_loss", ([1, 1], [0.3, 0.9]), {"labels": [0, 1]}),
+    "log loss, multiclass with zeros": (
+        "log_loss", ([0, 1, 2], [[1.0, 0, 0], [0, 0, 1], [0.5, 0.5, 0]]), {}),
+    "log loss, sum with weights": (
+        "log_loss", ([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.3]),
+        {"normalize": False, "sample_weight": [1, 2.0, 0, 1]}),
+    "Brier score, probabilities 0 and 1": ("brier_score_loss", ([0, 1, 1], [0.0, 1.0, 0.0]), {}),
+    "Brier score, one class in y_true": ("brier_score_loss", ([2, 2, 2], [0.2, 0.9, 1.0]), {}),
+    "Brier score, pos_label absent from y_true": (
+        "brier_score_loss", ([0, 1, 1], [0.1, 0.9, 0.7]), {"pos_label": 5}),
+    "Brier score, multiclass, range [0, 2]": (
+        "brier_score_loss", ([0, 1, 2], [[0, 0, 1.0], [0, 0, 1], [0.5, 0.5, 0]]), {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_edge_cases_match_sklearn(case):
+    name, data, kwargs = EDGE_CASES[case]
+    assert_same_as_sklearn(M, name, *data, **kwargs)
+
+
+def test_perfect_inverted_and_constant_predictions_score_what_they_should():
+    y_true, rising = torch.tensor([0, 0, 1, 1]), torch.tensor([0.1, 0.2, 0.3, 0.4])
+    assert M.roc_auc_score(y_true, rising) == 1 and M.roc_auc_score(y_true, -rising) == 0
+    assert M.roc_auc_score(y_true, torch.full((4,), 0.5)) == 0.5  # ties count one half
+    assert M.roc_auc_score(y_true, rising, max_fpr=0.2) == 1  # McClish: perfect stays 1
+    assert M.matthews_corrcoef(y_true, y_true) == 1
+    assert M.matthews_corrcoef(y_true, 1 - y_true) == -1
+    assert M.matthews_corrcoef(y_true, torch.zeros(4, dtype=torch.long)) == 0  # undefined: 0
+    assert M.balanced_accuracy_score(y_true, 1 - y_true, adjusted=True) == -1
+    majority = torch.tensor([0] * 95 + [1] * 5), torch.zeros(100, dtype=torch.long)
+    assert M.accuracy_score(*majority) == 0.95 and M.balanced_accuracy_score(*majority) == 0.5
+    eps = torch.finfo(torch.float64).eps
+    wrong = M.log_loss(torch.tensor([0, 1]), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert wrong == pytest.approx(-math.log(eps))  # 36.04: clipped, not infinite
+    eps32 = torch.finfo(torch.float32).eps  # the clipping follows y_proba's dtype
+    assert M.log_loss(torch.tensor([0, 1]), torch.tensor([1.0, 0.0])) == pytest.approx(
+        -math.log(eps32))
+    fpr, tpr, thresholds = M.roc_curve(y_true, torch.full((4,), 0.5))
+    assert fpr.tolist() == tpr.tolist() == [0, 1] and thresholds.tolist() == [math.inf, 0.5]
+
+
+def test_one_vs_one_without_a_pair_is_nan_where_sklearn_divides_by_zero():
+    y_true, y_score = torch.tensor([1, 1, 1, 1]), torch.tensor(ROWS, dtype=torch.float64)
+    for average in ("macro", "weighted"):
+        assert M.roc_auc_score(y_true, y_score, multi_class="ovo", labels=[0, 1, 2],
+                               average=average).isnan()
+    with pytest.raises(ZeroDivisionError):  # the deliberate difference, stated in the Notes
+        sk.roc_auc_score(y_true.numpy(), y_score.numpy(), multi_class="ovo", labels=[0, 1, 2],
+                         average="weighted")
+
+
+@pytest.mark.parametrize("call", [
+    lambda w: M.balanced_accuracy_score(Y, Y, sample_weight=w),
+    lambda w: M.matthews_corrcoef(Y, Y, sample_weight=w),
+    lambda w: M.roc_curve(Y, S, sample_weight=w),
+    lambda w: M.roc_auc_score(Y, S, sample_weight=w),
+    lambda w: M.roc_auc_score(Y3, P3, multi_class="ovr", sample_weight=w),
+    lambda w: M.log_loss(Y, S, sample_weight=w),
+    lambda w: M.brier_score_loss(Y, S, sample_weight=w),
+])
+def test_all_weights_zero_is_an_error(call):
+    with pytest.raises(ValueError, match="expected at least one non-zero sample weight"):
+        call(torch.zeros(4))
+
+
+@pytest.mark.parametrize("name", ["balanced_accuracy_score", "matthews_corrcoef", "roc_curve",
+                                  "roc_auc_score", "log_loss", "brier_score_loss"])
+def test_empty_input_is_an_error_as_in_sklearn(name):
+    labels_only = name in ("balanced_accuracy_score", "matthews_corrcoef")
+    second = torch.zeros(0, dtype=torch.long if labels_only else torch.float64)
+    with pytest.raises(ValueError, match="expected at least one sample"):
+        getattr(M, name)(torch.zeros(0, dtype=torch.long), second)
+    with pytest.raises(ValueError):
+        getattr(sk, name)(np.zeros(0, dtype=int), second.numpy())
+
+
+def test_a_partial_auc_without_negatives_of_weight_is_an_error():
+    with pytest.warns(M.UndefinedMetricWarning, match="No negative samples in y_true"):
+        with pytest.raises(ValueError, match="expected negative samples of non-zero weight for "
+                           "max_fpr=0.5, but every negative sample has weight 0"):
+            M.roc_auc_score(Y, S, max_fpr=0.5, sample_weight=Y.double())
+
+
+# the warnings of the new functions: the same category and message as scikit-learn's
+NEW_WARNINGS = {
+    "balanced accuracy, a class only predicted": (
+        "balanced_accuracy_score", ([0, 0, 1], [0, 2, 1]), {}, UserWarning,
+        "y_pred contains classes not in y_true"),
+    "MCC, one label": (
+        "matthews_corrcoef", ([0, 0], [0, 0]), {}, UserWarning,
+        "A single label was found in 'y_true' and 'y_pred'. For the confusion matrix to have the "
+        "correct shape, use the 'labels' parameter to pass all known labels."),
+    "ROC curve, no negative sample": (
+        "roc_curve", ([1, 1], [0.2, 0.4]), {}, M.UndefinedMetricWarning,
+        "No negative samples in y_true, false positive value should be meaningless"),
+    "ROC curve, no positive sample": (
+        "roc_curve", ([0, 0], [0.2, 0.4]), {}, M.UndefinedMetricWarning,
+        "No positive samples in y_true, true positive value should be meaningless"),
+    "ROC AUC, one class": (
+        "roc_auc_score", ([1, 1], [0.2, 0.4]), {}, M.UndefinedMetricWarning,
+        "Only one class is present in y_true. ROC AUC score is not defined in that case."),
+    "log loss, rows not summing to 1": (
+        "log_loss", ([0, 1, 2, 2], [[p * 1.01 for p in row] for row in ROWS]), {}, UserWarning,
+        "The y_prob values do not sum to one. Make sure to pass probabilities."),
+    "Brier score, rows not summing to 1": (
+        "brier_score_loss", ([0, 1, 2, 2], [[p * 0.9 for p in row] for row in ROWS]), {},
+        UserWarning, "The y_prob values do not sum to one. Make sure to pass probabilities."),
+    "log loss, labels out of order": (
+        "log_loss", ([0, 1, 2, 2], ROWS), {"labels": [2, 0, 1]}, UserWarning,
+        "Labels passed were [2, 0, 1]. But this function assumes labels are ordered "
+        "lexicographically. Pass the ordered labels=[0, 1, 2] and ensure that the columns of "
+        "y_prob correspond to this ordering."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEW_WARNINGS))
+def test_the_new_warnings_are_sklearns(case):
+    name, data, kwargs, category, message = NEW_WARNINGS[case]
+    ours = outcome(getattr(M, name), *[torch.as_tensor(np.array(d)) for d in data], **kwargs)
+    theirs = outcome(getattr(sk, name), *[np.array(d) for d in data], **kwargs)
+    assert ours[2] == api_warnings(theirs[2]) == [(category, message)]
+    with pytest.warns(category) as caught:  # and they point at the caller's line
+        getattr(M, name)(*[torch.as_tensor(np.array(d)) for d in data], **kwargs)
+    assert caught[0].filename == __file__
+
+
+# --------------------------------------------------------------------------------------------
 # Bad input: clear errors
 # --------------------------------------------------------------------------------------------
 
-Y = torch.tensor([0, 1, 1, 0])
-Y3 = torch.tensor([0, 1, 2, 2])
-S = torch.tensor([0.2, 0.9, 0.6, 0.1])
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -381,6 +669,97 @@ S = torch.tensor([0.2, 0.9, 0.6, 0.1])
      r"expected pos_label to be one of the labels \[0, 2\], but got pos_label=1"),
     (lambda: M.metrics_at_threshold(Y, S, "0.5"), TypeError,
      r"expected a real threshold, but got '0.5'"),
+    # balanced accuracy and MCC
+    (lambda: M.balanced_accuracy_score(Y, Y[:, None]), ValueError,
+     r"expected y_pred of shape \(N,\) with one class label per sample, but got shape \(4, 1\)"),
+    (lambda: M.matthews_corrcoef(Y.double(), Y), TypeError,
+     r"expected integer class labels in y_true, but got torch.float64 values"),
+    (lambda: M.balanced_accuracy_score(Y, Y, adjusted="yes"), TypeError,
+     r"expected adjusted to be True or False, but got 'yes'"),
+    # ROC
+    (lambda: M.roc_curve(Y, S[:, None]), ValueError,
+     r"expected y_score of shape \(N,\) with one score per sample, but got shape \(4, 1\)"),
+    (lambda: M.roc_auc_score(Y, S[:, None]), ValueError,
+     r"but got shape \(4, 1\); a single column holds the score of the positive class: flatten "
+     r"it with .squeeze\(1\)"),
+    (lambda: M.roc_auc_score(Y.double(), S), TypeError, r"expected integer class labels in y_true"),
+    (lambda: M.roc_auc_score(Y, torch.stack([1 - S, S], 1)), ValueError,
+     r"expected y_score of shape \(N,\) for binary y_true, but got shape \(4, 2\); pass the "
+     r"scores of the positive class, y_score\[:, 1\]"),
+    (lambda: M.roc_auc_score(Y3, S, multi_class="ovr"), ValueError,
+     r"expected y_score of shape \(N, C\), one column per class, since y_true holds 3 classes, "
+     r"but got shape \(4,\)"),
+    (lambda: M.roc_auc_score(Y3, torch.cat([P3, torch.zeros(4, 1)], 1), multi_class="ovr"),
+     ValueError, r"expected one column of y_score per class of y_true \[0, 1, 2\], but got 4 "
+     r"columns; name the classes of the columns with labels="),
+    (lambda: M.roc_auc_score(Y3, 1.1 * P3, multi_class="ovr"), ValueError,
+     r"expected probabilities in y_score for multiclass ROC AUC, rows summing to 1, but got row "
+     r"sums from 1.1"),
+    (lambda: M.roc_auc_score(Y3, P3), ValueError,
+     r"expected multi_class='ovr' or 'ovo' for multiclass y_true, but got 'raise'"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovx"), ValueError,
+     r"expected multi_class to be 'raise', 'ovr' or 'ovo', but got 'ovx'"),
+    (lambda: M.roc_auc_score(Y, S, average="mean"), ValueError,
+     r"expected average to be one of 'micro', 'macro', 'samples', 'weighted' or None, but got "
+     r"'mean'"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovr", average="samples"), ValueError,
+     r"expected average in \('micro', 'macro', 'weighted', None\) for multiclass y_true with "
+     r"multi_class='ovr', but got 'samples'"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovo", average="micro"), ValueError,
+     r"expected average in \('macro', 'weighted'\)"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovo", average=None), NotImplementedError,
+     r"average=None is not implemented for multi_class='ovo'"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovo", sample_weight=torch.ones(4)), ValueError,
+     r"expected sample_weight=None for multi_class='ovo'"),
+    (lambda: M.roc_auc_score(Y, S, max_fpr=0), ValueError,
+     r"expected max_fpr in \(0, 1\] or None, but got 0"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovr", max_fpr=0.5), ValueError,
+     r"expected max_fpr=None for multiclass y_true, but got 0.5"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovr", labels=[0, 2, 1]), ValueError,
+     r"expected labels in increasing order \(the order of y_score's columns\), but got "
+     r"\[0, 2, 1\]"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovr", labels=[0, 1, 1]), ValueError,
+     r"expected distinct labels, but got \[0, 1, 1\]"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovr", labels=[0, 1]), ValueError,
+     r"expected one label per column of y_score \(3\), but got 2 labels \[0, 1\]"),
+    (lambda: M.roc_auc_score(Y3, P3, multi_class="ovr", labels=[0, 1, 3]), ValueError,
+     r"expected every class of y_true among labels \[0, 1, 3\], but y_true also holds \[2\]"),
+    # probabilities
+    (lambda: M.log_loss(Y, S[:, None]), ValueError,
+     r"expected y_proba of shape \(N,\) with the score of the positive class, or \(N, C\) with "
+     r"one column per class, but got shape \(4, 1\)"),
+    (lambda: M.brier_score_loss(Y, S[:, None]), ValueError, r"but got shape \(4, 1\)"),
+    (lambda: M.log_loss(Y.double(), S), TypeError, r"expected integer class labels in y_true"),
+    (lambda: M.brier_score_loss(Y, Y), TypeError,
+     r"expected floating-point scores in y_proba \(probabilities\), but got torch.int64"),
+    (lambda: M.log_loss(Y, torch.tensor([0.2, -0.1, 0.5, 0.5])), ValueError,
+     r"expected probabilities in \[0, 1\] in y_proba, but got values from -0.1"),
+    (lambda: M.brier_score_loss(Y, torch.tensor([0.2, 1.5, 0.5, 0.5])), ValueError,
+     r"expected probabilities in \[0, 1\] in y_proba, but got values from 0.2.* to 1.5"),
+    (lambda: M.log_loss(Y, torch.tensor([0.2, math.nan, 0.5, 0.5])), ValueError,
+     r"expected finite scores in y_proba, but got 1 NaN or infinite values"),
+    (lambda: M.log_loss(Y3, torch.cat([P3, torch.zeros(4, 1)], 1)), ValueError,
+     r"expected one column of y_proba per class of y_true \[0, 1, 2\], but got 4 columns; name "
+     r"every class with labels="),
+    (lambda: M.log_loss(Y3, P3, labels=[0, 1, 2, 3]), ValueError,
+     r"expected one column of y_proba per class of labels \[0, 1, 2, 3\], but got 3 columns"),
+    (lambda: M.log_loss(Y[Y == 1], S[:2]), ValueError,
+     r"expected at least two classes in y_true, but it holds only \[1\]; pass every class with "
+     r"labels="),
+    (lambda: M.log_loss(torch.tensor([1, 1]), S[:2], labels=[1]), ValueError,
+     r"expected at least two labels, but got \[1\]"),
+    (lambda: M.log_loss(Y, S, labels=[0, 1, 1]), ValueError, r"expected distinct labels"),
+    (lambda: M.log_loss(Y3, P3, labels=[0, 1]), ValueError,
+     r"expected every class of y_true among labels \[0, 1\], but y_true also holds \[2\]"),
+    (lambda: M.log_loss(Y, y_pred=S), TypeError, r"unexpected keyword argument 'y_pred'"),
+    (lambda: M.log_loss(Y, S, normalize="yes"), TypeError,
+     r"expected normalize to be True or False, but got 'yes'"),
+    (lambda: M.brier_score_loss(Y3, S), ValueError,
+     r"expected binary y_true for y_proba of shape \(N,\), but it holds 3 classes \[0, 1, 2\]; "
+     r"pass y_proba of shape \(N, C\)"),
+    (lambda: M.brier_score_loss(Y, S, scale_by_half="yes"), ValueError,
+     r"expected scale_by_half to be True, False or 'auto', but got 'yes'"),
+    (lambda: M.brier_score_loss(Y, S, pos_label=0.5), TypeError, r"expected an integer pos_label"),
 ])
 def test_bad_input_raises_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
@@ -391,44 +770,117 @@ def test_bad_input_raises_a_clear_error(call, error, message):
 # Mutants: the comparisons above must catch a wrong implementation
 # --------------------------------------------------------------------------------------------
 
+class Mutant(NamedTuple):
+    """One line of a module of helpers.metrics changed; the checks run on it (those whose name
+    contains `checks`), one of them that must fail, and the function whose property comparison
+    must find a counterexample in `cases` (None: only a dtype other than float64 shows the
+    mutant, and the property comparisons, at 1e-12, run in float64)."""
+
+    module: str
+    original: str
+    mutated: str
+    checks: str
+    check: str
+    function: str | None = None
+    cases: st.SearchStrategy | None = None
+
+
 MUTANTS = {
-    "precision computed as TP / (TP + FN)": (
-        'precision = divide(tp, predicted, metric="precision"',
-        'precision = divide(tp, true, metric="precision"'),
-    "macro computed as micro": ('if average == "micro":', 'if average in ("micro", "macro"):'),
+    "precision computed as TP / (TP + FN)": Mutant(
+        "counts", 'precision = divide(tp, predicted, metric="precision"',
+        'precision = divide(tp, true, metric="precision"', "scores",
+        "scores multiclass zero_division=0.0", "precision_score", label_cases("precision_score")),
+    "macro computed as micro": Mutant(
+        "counts", 'if average == "micro":', 'if average in ("micro", "macro"):', "scores",
+        "scores multiclass zero_division=0.0", "precision_score", label_cases("precision_score")),
+    "balanced accuracy from precision (column sums), not recall": Mutant(
+        "counts", "recall = _safe_divide(matrix.diagonal(), matrix.sum(1)",
+        "recall = _safe_divide(matrix.diagonal(), matrix.sum(0)", "balanced_accuracy_score",
+        "balanced_accuracy_score, matthews_corrcoef binary", "balanced_accuracy_score",
+        label_cases("balanced_accuracy_score")),
+    "chance 1/K over every class seen, not those of y_true": Mutant(
+        "counts", "chance = 1 / len(recall)", "chance = 1 / len(self.classes)",
+        "balanced_accuracy_score", "balanced_accuracy_score, matthews_corrcoef multiclass",
+        "balanced_accuracy_score", label_cases("balanced_accuracy_score")),
+    "MCC with sum_k t_k t_k for sum_k t_k p_k": Mutant(
+        "counts", "cov_true_pred = correct * total - true @ predicted",
+        "cov_true_pred = correct * total - true @ true", "matthews_corrcoef",
+        "balanced_accuracy_score, matthews_corrcoef binary", "matthews_corrcoef",
+        label_cases("matthews_corrcoef")),
+    "ROC corners found in FP alone": Mutant(
+        "thresholds", "corner = (fps.diff(n=2) != 0) | (tps.diff(n=2) != 0)",
+        "corner = fps.diff(n=2) != 0", "roc", "roc_curve, roc_auc_score", "roc_curve",
+        scored_cases("roc_curve")),
+    "partial AUC divided by max_fpr, without McClish's correction": Mutant(
+        "thresholds", "return 0.5 * (1 + (area - min_area) / (max_area - min_area))",
+        "return area / max_fpr", "roc", "roc_curve, roc_auc_score", "roc_auc_score",
+        scored_cases("roc_auc_score")),
+    "one-vs-rest weighted computed as macro": Mutant(
+        "thresholds", 'if average == "macro":', 'if average in ("macro", "weighted"):', "roc",
+        "roc_auc_score multiclass", "roc_auc_score", multiclass_score_cases()),
+    "one-vs-one scoring each pair by one AUC, not the mean of both": Mutant(
+        "thresholds", "pair_scores.append((both[0] + both[1]) / 2)",
+        "pair_scores.append(both[0])", "roc", "roc_auc_score multiclass", "roc_auc_score",
+        multiclass_score_cases()),
+    "Brier score halved for three classes too": Mutant(
+        "probabilities", "scale_by_half = y_proba.shape[1] < 3",
+        "scale_by_half = y_proba.shape[1] <= 3", "brier", "brier_score_loss, log_loss 3 classes",
+        "brier_score_loss", probability_cases("brier_score_loss")),
+    "binary log loss with the two columns swapped": Mutant(
+        "probabilities", "y_proba = torch.stack([1 - y_proba, y_proba], 1)",
+        "y_proba = torch.stack([y_proba, 1 - y_proba], 1)", "brier",
+        "brier_score_loss, log_loss binary 1-10% positive", "log_loss",
+        probability_cases("log_loss")),
+    "log loss clipped at float64's eps whatever the dtype": Mutant(
+        "probabilities", "eps, dtype = torch.finfo(y_proba.dtype).eps,",
+        "eps, dtype = torch.finfo(torch.float64).eps,", "brier",
+        "brier_score_loss, log_loss binary 1-10% positive"),
 }
+
+
+def mutated(name: str, monkeypatch) -> types.SimpleNamespace:
+    """helpers.metrics with one line of one of its modules changed (`MUTANTS[name]`), as a
+    namespace with every public name, those of that module taken from the mutated copy, and its
+    checks, registered nowhere."""
+    spec = MUTANTS[name]
+    source = inspect.getsource(getattr(M, spec.module))
+    assert source.count(spec.original) == 1, f"the line to mutate is gone: {spec.original}"
+    module = types.ModuleType(f"helpers.metrics.{spec.module}_mutant")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(V, "_REGISTRY", {})
+    exec(compile(source.replace(spec.original, spec.mutated), f"{spec.module}_mutant.py", "exec"),
+         module.__dict__)
+    public = {name: getattr(module, name, getattr(M, name)) for name in M.__all__}
+    namespace = types.SimpleNamespace(**public, MUTANT=spec)
+    namespace.CHECKS = M.build_checks(namespace)
+    return namespace
 
 
 @pytest.fixture(params=sorted(MUTANTS))
 def mutant(request, monkeypatch):
-    """helpers.metrics with one line of its counts module changed; its checks registered nowhere."""
-    original, mutated = MUTANTS[request.param]
-    source = inspect.getsource(M.counts)
-    assert source.count(original) == 1, f"the line to mutate is gone: {original}"
-    counts = types.ModuleType("helpers.metrics.counts_mutant")
-    monkeypatch.setitem(sys.modules, counts.__name__, counts)
-    monkeypatch.setattr(V, "_REGISTRY", {})
-    exec(compile(source.replace(original, mutated), "counts_mutant.py", "exec"), counts.__dict__)
-    # every public name of helpers.metrics, those of the counts module taken from the mutant
-    public = {name: getattr(counts, name, getattr(M, name)) for name in M.__all__}
-    module = types.SimpleNamespace(**public)
-    module.CHECKS = M.build_checks(module)
-    return module
+    return mutated(request.param, monkeypatch)
+
+
+@pytest.fixture(params=sorted(name for name, spec in MUTANTS.items() if spec.function))
+def searchable_mutant(request, monkeypatch):
+    return mutated(request.param, monkeypatch)
 
 
 def test_the_verification_checks_catch_the_mutant(mutant):
-    table = V.run_checks(mutant.CHECKS, devices=["cpu"])
+    checks = [check for check in mutant.CHECKS if mutant.MUTANT.checks in check.name]
+    table = V.run_checks(checks, devices=["cpu"])
     failed = {row.check for row in table.failures}
     assert failed, "every check passed a wrong implementation"
-    assert "scores multiclass zero_division=0.0" in failed
+    assert mutant.MUTANT.check in failed, failed
 
 
-def test_the_property_comparison_finds_a_counterexample_for_the_mutant(mutant):
-    case = find(label_cases("precision_score"),
-                lambda case: disagrees(mutant, "precision_score", case),
-                settings=settings(max_examples=500, database=None))
-    assert disagrees(mutant, "precision_score", case)
-    assert not disagrees(M, "precision_score", case)
+def test_the_property_comparison_finds_a_counterexample_for_the_mutant(searchable_mutant):
+    name, cases = searchable_mutant.MUTANT.function, searchable_mutant.MUTANT.cases
+    # the first counterexample found is proof enough: no shrinking, which costs many more calls
+    case = find(cases, lambda case: disagrees(searchable_mutant, name, case),
+                settings=settings(max_examples=500, database=None, phases=[Phase.generate]))
+    assert disagrees(searchable_mutant, name, case)
+    assert not disagrees(M, name, case)
 
 
 def test_every_registered_check_passes_on_the_cpu():

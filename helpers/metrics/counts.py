@@ -1,7 +1,8 @@
 r"""Counts and scores: the confusion matrix, batch by batch, and every metric from it.
 
 Every ratio goes through one safe division, `_safe_divide`; `StreamingConfusionMatrix` adds up
-the counts, and each metric function is that accumulator fed a single batch.
+the counts, and each metric function is that accumulator fed a single batch: the confusion
+matrix, accuracy, precision, recall, F-beta, balanced accuracy and the Matthews correlation.
 """
 
 from __future__ import annotations
@@ -272,6 +273,38 @@ class StreamingConfusionMatrix:
         return self.fbeta_score(beta=1.0, labels=labels, pos_label=pos_label, average=average,
                                 zero_division=zero_division)
 
+    def balanced_accuracy_score(self, *, adjusted=False) -> torch.Tensor:
+        """As `balanced_accuracy_score` on every batch so far."""
+        if not isinstance(adjusted, bool):
+            raise TypeError(f"expected adjusted to be True or False, but got {adjusted!r}")
+        matrix = self.confusion_matrix()  # its warning for a single label too, as scikit-learn
+        # recall_k = C_kk / sum_j C_kj; NaN for a class that has no (weight in) true samples
+        recall = _safe_divide(matrix.diagonal(), matrix.sum(1), zero_division=math.nan)
+        if bool(recall.isnan().any()):
+            _warn("y_pred contains classes not in y_true", UserWarning)
+            recall = recall[~recall.isnan()]
+        score = recall.mean()  # (1/K) sum_k recall_k over the K classes of y_true
+        if adjusted:
+            # (score - 1/K) / (1 - 1/K): chance level becomes 0, perfect stays 1; with K = 1 a
+            # division by 0, which gives NaN or -inf as in scikit-learn
+            chance = 1 / len(recall)
+            score = (score - chance) / (1 - chance)
+        return score
+
+    def matthews_corrcoef(self) -> torch.Tensor:
+        """As `matthews_corrcoef` on every batch so far."""
+        matrix = self.confusion_matrix().to(_score_dtype(self.device))
+        true, predicted = matrix.sum(1), matrix.sum(0)  # t_k, p_k: true and predicted per class
+        correct, total = matrix.diagonal().sum(), predicted.sum()  # c = sum_k C_kk, s = sum_k p_k
+        # cov(y, y_hat) = c s - sum_k t_k p_k;  cov(y_hat, y_hat) = s^2 - sum_k p_k^2;
+        # cov(y, y) = s^2 - sum_k t_k^2   (each times N^2; the factor cancels)
+        cov_true_pred = correct * total - true @ predicted
+        cov_pred_pred = total**2 - predicted @ predicted
+        cov_true_true = total**2 - true @ true
+        # MCC = cov(y, y_hat) / sqrt(cov(y_hat, y_hat) cov(y, y)), 0 where a variance is 0
+        return _safe_divide(cov_true_pred, torch.sqrt(cov_pred_pred * cov_true_true),
+                            zero_division=0.0)
+
 
 def _counted(y_true, y_pred, sample_weight=None) -> StreamingConfusionMatrix:
     return StreamingConfusionMatrix().update(y_true, y_pred, sample_weight)
@@ -366,3 +399,34 @@ def f1_score(y_true, y_pred, *, labels=None, pos_label=1, average="binary", samp
     """
     return _counted(y_true, y_pred, sample_weight).f1_score(
         labels=labels, pos_label=pos_label, average=average, zero_division=zero_division)
+
+
+def balanced_accuracy_score(y_true, y_pred, *, sample_weight=None, adjusted=False) -> torch.Tensor:
+    r"""Balanced accuracy: the mean recall over the classes of y_true.
+
+    .. math:: \text{BA} = \frac{1}{K} \sum_{k=1}^{K} \frac{C_{kk}}{\sum_j C_{kj}}, \qquad
+              \text{adjusted: } \frac{\text{BA} - 1/K}{1 - 1/K}
+
+    over the $K$ classes with true samples: a class only predicted has no recall, and is left out
+    with scikit-learn's warning "y_pred contains classes not in y_true". Equal to the accuracy
+    with each sample weighted by 1 / (the size of its class), so every class counts the same:
+    always predicting the majority class scores 1/K, not its share. `adjusted` rescales so that a
+    prediction independent of the truth scores 0 in expectation (its recalls average 1/K) and a
+    perfect one 1.
+    """
+    return _counted(y_true, y_pred, sample_weight).balanced_accuracy_score(adjusted=adjusted)
+
+
+def matthews_corrcoef(y_true, y_pred, *, sample_weight=None) -> torch.Tensor:
+    r"""The Matthews correlation coefficient: the correlation of true and predicted one-hot labels.
+
+    .. math:: \text{MCC} = \frac{c\,s - \sum_k t_k p_k}
+              {\sqrt{\bigl(s^2 - \sum_k p_k^2\bigr)\bigl(s^2 - \sum_k t_k^2\bigr)}}
+
+    with $t_k = \sum_j C_{kj}$ the true and $p_k = \sum_i C_{ik}$ the predicted samples of class
+    $k$, $c = \sum_k C_{kk}$ the correct ones and $s$ all of them (Gorodkin's K-category form;
+    for two classes it is $\frac{TP\,TN - FP\,FN}{\sqrt{(TP+FP)(TP+FN)(TN+FP)(TN+FN)}}$). +1 is a
+    perfect prediction, 0 no better than chance, -1 a perfect inversion. Where a variance is 0
+    (y_true or y_pred holds one class) it is undefined and, as in scikit-learn, 0.
+    """
+    return _counted(y_true, y_pred, sample_weight).matthews_corrcoef()

@@ -68,10 +68,29 @@ def _scores(value, name: str) -> torch.Tensor:
     if not y.is_floating_point():
         raise TypeError(f"expected floating-point scores in {name} (probabilities or logits), but "
                         f"got {y.dtype}")
+    return _finite(y, name)
+
+
+def _finite(y: torch.Tensor, name: str) -> torch.Tensor:
     bad = int((~torch.isfinite(y)).sum())
     if bad:
         raise ValueError(f"expected finite scores in {name}, but got {bad} NaN or infinite values")
     return y
+
+
+def _score_matrix(value, name: str) -> torch.Tensor:
+    """`value` as finite floating scores of shape (N,) (binary) or (N, C), C >= 2 (one column per
+    class), or an error saying why not."""
+    y = _as_tensor(value, name)
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] < 2):
+        hint = ("; a single column holds the score of the positive class: flatten it with "
+                ".squeeze(1)" if y.ndim == 2 and y.shape[1] == 1 else "")
+        raise ValueError(f"expected {name} of shape (N,) with the score of the positive class, or "
+                         f"(N, C) with one column per class, but got shape {tuple(y.shape)}{hint}")
+    if not y.is_floating_point():
+        raise TypeError(f"expected floating-point scores in {name} (probabilities), but got "
+                        f"{y.dtype}; convert them with .double()")
+    return _finite(y, name)
 
 
 def _same_samples(first: torch.Tensor, second: torch.Tensor, names: str) -> None:
