@@ -1,5 +1,5 @@
 r"""Loss functions written by hand, with the signatures, defaults and semantics of
-`torch.nn.functional`.
+`torch.nn.functional` (and of `torchvision.ops` for the focal loss of chapter 10).
 
 Notation (chapters 01 and 02): $x$ is the input (predictions or logits), $y$ the target, $N$ the
 number of elements or samples, $C$ the number of classes, $p = \operatorname{softmax}(x)$.
@@ -10,6 +10,8 @@ against targets of shape (N,) silently become an (N, N) loss). A scalar target i
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -408,6 +410,110 @@ def _check_broadcasts(name: str, tensor, input: torch.Tensor, example: str) -> N
 
 
 # --------------------------------------------------------------------------------------------
+# Focal loss (chapter 10)
+# --------------------------------------------------------------------------------------------
+
+
+def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2, reduction: str = "none") -> torch.Tensor:
+    r"""Focal loss on logits (Lin et al., 2017, for RetinaNet), as
+    `torchvision.ops.sigmoid_focal_loss`.
+
+    With $p = \sigma(x)$, write $p_t$ for the probability the model gives the true label, and
+    $\alpha_t$ for that label's weight:
+
+    .. math::
+        p_t = p\,y + (1 - p)(1 - y), \qquad \alpha_t = \alpha\,y + (1 - \alpha)(1 - y)
+
+    ($p_t = p$ for a positive $y = 1$, $1 - p$ for a negative $y = 0$). Binary cross-entropy is
+    $-\log p_t$; the focal loss multiplies it by the modulating factor $(1 - p_t)^\gamma$:
+
+    .. math::
+        \mathrm{FL}(p_t) = -\alpha_t\,(1 - p_t)^\gamma \log p_t
+        \quad\text{computed as}\quad
+        \ell_i = \alpha_t\,(1 - p_t)^\gamma\,\mathrm{BCE}(x_i, y_i)
+
+    An example the model already gets right, $p_t = 0.9$, keeps $(0.1)^2 = 1\%$ of its loss at
+    $\gamma = 2$, while a hard one, $p_t = 0.1$, keeps 81 %: the many easy negatives of an
+    imbalanced problem stop drowning the few hard examples. $\alpha$ weighs the positive class
+    ($1 - \alpha$ the negative one); `alpha=-1` turns the weighting off. With `gamma=0` and
+    `alpha=-1` every factor is 1 and the focal loss *is* `binary_cross_entropy_with_logits`
+    (reduction 'none' by default here, as in torchvision).
+
+    Stability: $-\log p_t$ comes from `binary_cross_entropy_with_logits`, which never takes the
+    log of a rounded probability, and the modulating factor uses
+    $1 - p_t = y\,\sigma(-x) + (1 - y)\,\sigma(x)$ rather than $1 - \sigma(x)$, which is 0 once
+    $\sigma(x)$ rounds to 1 (from $x \approx 16.6$ in float32, $36.7$ in float64). Computed
+    naively, $-\log(1 - \sigma(x))$ is then $\infty$, and $-\log\sigma(x)$ is $\infty$ once
+    $\sigma(x)$ underflows to 0 (below $x \approx -88.7$ in float32). Soft targets
+    $y \in [0, 1]$ are accepted, as in torchvision: then $\mathrm{BCE}(x, y)$ is the soft
+    cross-entropy, and $p_t$, $\alpha_t$ the same mixtures.
+
+    Notes: like recent torchvision (0.28), `alpha` must lie in $[0, 1]$ or be -1; releases
+    before early 2025 took any negative `alpha` as "off" and any `alpha` > 1 as it came. Unlike
+    torchvision, we refuse `gamma` < 0 (the factor would then grow for easy examples and be
+    infinite at $p_t = 1$) and check input and target before computing anything. Where a
+    logit saturates ($\sigma(x)$ rounds to 1) torchvision's $1 - p_t$ is exactly 0, and with
+    $0 < \gamma < 1$ its gradient there is NaN; ours stays finite. Before that, its float32
+    $1 - p_t = 1 - (1 - p)$ loses digits to cancellation (5e-4 relative at $x = -9$, $y = 0$),
+    which ours keeps.
+    """
+    _check_floating("inputs", inputs)
+    _check_floating("targets", targets)
+    _check_reduction(reduction)
+    if targets.shape != inputs.shape:
+        raise ValueError(f"expected targets of the inputs' shape {_shape(inputs)}, but got "
+                         f"{_shape(targets)}")
+    if not (0 <= alpha <= 1 or alpha == -1):
+        raise ValueError(f"expected alpha in [0, 1], or -1 to turn the class weighting off, but "
+                         f"got {alpha!r}")
+    if not gamma >= 0:
+        raise ValueError(f"expected gamma >= 0, but got {gamma!r}")
+    dtype = torch.promote_types(inputs.dtype, targets.dtype)
+    x, y = inputs.to(dtype), targets.to(dtype)
+    # -log p_t = -[y log sigma(x) + (1 - y) log(1 - sigma(x))], never log of a rounded p
+    cross_entropy = binary_cross_entropy_with_logits(x, y, reduction="none")
+    # 1 - p_t = y (1 - p) + (1 - y) p, with 1 - sigma(x) = sigma(-x) kept exact
+    one_minus_p_t = y * torch.sigmoid(-x) + (1 - y) * torch.sigmoid(x)
+    # (1 - p_t)^gamma (-log p_t)
+    loss = one_minus_p_t ** gamma * cross_entropy
+    if alpha >= 0:
+        # alpha_t = alpha y + (1 - alpha)(1 - y)
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    return _reduce(loss, reduction)
+
+
+_TORCHVISION_OPERATORS: list = []
+"""The `torch.library.Library` that declares torchvision's NMS operators where torchvision's own
+extension cannot load; kept here, since a library's declarations die with the object."""
+
+
+def torchvision_sigmoid_focal_loss(*args, **kwargs) -> torch.Tensor:
+    """`torchvision.ops.sigmoid_focal_loss`, imported on first use: the reference of ours.
+
+    torchvision's Linux wheels on PyPI are built against torch's CUDA wheels. Beside torch's
+    CPU-only build, their C++ extension cannot load, and `import torchvision` then stops while
+    registering shapes for its `nms` and `qnms` operators ("operator torchvision::nms does not
+    exist"). The focal loss is plain Python and needs neither: in that case alone the two
+    operators are declared (without kernels, so calling them would still fail) and the import
+    is tried again.
+    """
+    try:
+        from torchvision.ops import sigmoid_focal_loss as reference
+    except RuntimeError as error:
+        if "operator torchvision::" not in str(error) or _TORCHVISION_OPERATORS:
+            raise
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+            del sys.modules[name]  # the half-imported package, so that it imports afresh
+        library = torch.library.Library("torchvision", "FRAGMENT")
+        for operator in ("nms", "qnms"):
+            library.define(f"{operator}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _TORCHVISION_OPERATORS.append(library)
+        from torchvision.ops import sigmoid_focal_loss as reference
+    return reference(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
 # Checks run by `python -m helpers.verify` (the chapters show them as tables)
 # --------------------------------------------------------------------------------------------
 
@@ -455,7 +561,8 @@ def _same_dtype(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def loss_checks() -> list[Check]:
-    """Every loss, reduction and option against torch, gradients included."""
+    """Every loss of chapters 01 and 02, reduction and option against torch, gradients included
+    (the focal loss of chapter 10 has its own `focal_loss_checks`)."""
     checks = [
         Check("softplus", softplus, F.softplus, _wide, grad=True),
         Check("softplus beta=2 threshold=5", lambda x: softplus(x, beta=2.0, threshold=5.0),
@@ -502,6 +609,63 @@ def loss_checks() -> list[Check]:
     return checks
 
 
+FOCAL_SETTINGS = ((0.25, 2), (-1, 0), (-1, 2), (0.25, 0), (0.75, 0.5), (0.1, 5))
+"""(alpha, gamma) pairs checked: torchvision's default, the plain BCE (-1, 0), each factor alone,
+a gamma below 1 and a large one."""
+
+
+def _hard_labels(generator: torch.Generator):
+    """Logits of a detector's scale and 0/1 labels, about one in four positive."""
+    return (4 * torch.randn(32, 3, generator=generator, dtype=torch.float64),
+            (torch.rand(32, 3, generator=generator, dtype=torch.float64) < 0.25).double())
+
+
+def _saturating(generator: torch.Generator):
+    """Logits out to +-100 (sigma(x) rounds to 1 from 16.6 in float32, to 0 below -88.7), each
+    with both labels: where a naive log(sigmoid) gives inf."""
+    x = torch.tensor([-100.0, -40.0, -30.0, -17.0, -5.0, 0.0, 5.0, 17.0, 30.0, 40.0, 100.0],
+                     dtype=torch.float64)
+    return torch.cat([x, x]), torch.cat([torch.zeros_like(x), torch.ones_like(x)])
+
+
+FOCAL_DTYPES = (torch.float64, torch.float32)
+"""float16 is not checked: torchvision computes a float16 focal loss step by step in float16,
+with torch's float16 BCE on the CPU (2**-7 = 0.0078 for the true 0.0067 at x = -5, y = 0, 16 %
+off, where ours rounds once from float32), and its 1 - p_t is 0 wherever sigma(x) rounds to 1
+(from x = 8.3 in float16), which makes its gradient NaN for gamma < 1. A float16 row would
+measure torchvision's rounding, not the formula."""
+
+
+def focal_loss_checks(ours=None) -> list[Check]:
+    """`sigmoid_focal_loss` (or `ours`, to see a wrong version caught) against torchvision's, for
+    every reduction and several alpha and gamma, on 0/1 labels, soft labels and saturating
+    logits, gradients included, in float64 and float32 at the course's tolerances."""
+    ours = ours or sigmoid_focal_loss
+    checks = []
+    for reduction in REDUCTIONS:
+        for alpha, gamma in FOCAL_SETTINGS:
+            options = {"alpha": alpha, "gamma": gamma}
+            checks.append(Check(
+                f"sigmoid_focal_loss reduction={reduction} alpha={alpha} gamma={gamma}",
+                _with_options(ours, options, reduction),
+                _with_options(torchvision_sigmoid_focal_loss, options, reduction),
+                _hard_labels, grad=True, dtypes=FOCAL_DTYPES))
+        checks.append(Check(
+            f"sigmoid_focal_loss reduction={reduction} soft targets",
+            _with_options(ours, {}, reduction),
+            _with_options(torchvision_sigmoid_focal_loss, {}, reduction),
+            _binary, grad=True, dtypes=FOCAL_DTYPES))
+        for alpha, gamma in ((0.25, 2), (-1, 0)):  # gamma < 1: torchvision's gradient is NaN
+            options = {"alpha": alpha, "gamma": gamma}
+            checks.append(Check(
+                f"sigmoid_focal_loss reduction={reduction} alpha={alpha} gamma={gamma} "
+                "logits to +-100",
+                _with_options(ours, options, reduction),
+                _with_options(torchvision_sigmoid_focal_loss, options, reduction),
+                _saturating, grad=True, dtypes=FOCAL_DTYPES))
+    return checks
+
+
 def _with_options(loss, options: dict, reduction: str):
     """`loss(x, y, reduction=..., **options)` with the option tensors on x's device and dtype."""
 
@@ -513,4 +677,4 @@ def _with_options(loss, options: dict, reduction: str):
     return call
 
 
-register(*loss_checks())
+register(*loss_checks(), *focal_loss_checks())

@@ -497,16 +497,19 @@ def numpy_reference(fn: Callable) -> Callable:
 # --------------------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, Check] = {}
+_MODULE_OF: dict[str, str] = {}  # check name -> the module that registered it
 
 
 def register(*checks: Check) -> None:
-    """Add checks to the suite that `python -m helpers.verify` runs."""
+    """Add checks to the suite that `python -m helpers.verify` runs, under the caller's module."""
+    module = sys._getframe(1).f_globals.get("__name__", "")
     for check in checks:
         if not isinstance(check, Check):
             raise TypeError(f"expected Check objects, but got {type(check).__name__}")
         if check.name in _REGISTRY and _REGISTRY[check.name] is not check:
             raise ValueError(f"a check named {check.name!r} is registered already")
         _REGISTRY[check.name] = check
+        _MODULE_OF[check.name] = module
 
 
 def registered_checks() -> list[Check]:
@@ -527,9 +530,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", nargs="+", choices=sorted(_DTYPE_NAMES),
                         help="only these dtypes (default: each check's own)")
     parser.add_argument("-k", "--match", default="",
-                        help="only checks whose name contains this text")
+                        help="only checks whose name, or the name of the module that registered "
+                             "them (e.g. metrics, calibration), contains this text")
     args = parser.parse_args(argv)
-    checks = [c for c in registered_checks() if args.match in c.name]
+    checks = [c for c in registered_checks()
+              if args.match in c.name or args.match in _MODULE_OF.get(c.name, "")]
     if not checks:
         print(f"no registered check matches {args.match!r}", file=sys.stderr)
         return 2

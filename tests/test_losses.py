@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import losses as L
-from helpers.verify import TOLERANCES
+from helpers.verify import TOLERANCES, run_checks
 
 REDUCTIONS = ("none", "mean", "sum")
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -377,3 +377,216 @@ def test_the_property_test_itself_rejects_a_mutation(monkeypatch):
     monkeypatch.setattr(L, "cross_entropy", cross_entropy_mean_over_count)
     with pytest.raises(AssertionError):
         test_cross_entropy_matches_torch()
+
+
+# --------------------------------------------------------------------------------------------
+# Focal loss against torchvision
+# --------------------------------------------------------------------------------------------
+
+TORCHVISION_FOCAL = L.torchvision_sigmoid_focal_loss
+
+
+def focal_case(seed, dtype, scale, soft):
+    g = torch.Generator().manual_seed(seed)
+    x = (scale * torch.randn(6, 4, generator=g, dtype=torch.float64)).to(dtype)
+    y = torch.rand(6, 4, generator=g, dtype=torch.float64)
+    return x, (y if soft else (y < 0.3).double()).to(dtype)
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1), dtypes, st.sampled_from(REDUCTIONS),
+       st.sampled_from([0.25, 0.0, 1.0, 0.6, -1]), st.sampled_from([0, 1, 1.5, 2, 3.5]),
+       st.sampled_from([1.0, 4.0, 30.0]), st.booleans())
+def test_sigmoid_focal_loss_matches_torchvision(seed, dtype, reduction, alpha, gamma, scale,
+                                                soft):
+    x, y = focal_case(seed, dtype, scale, soft)
+    compare(L.sigmoid_focal_loss, TORCHVISION_FOCAL, [x, y], dtype, reduction=reduction,
+            alpha=alpha, gamma=gamma)
+
+
+@FAST
+@given(st.integers(0, 2**31 - 1), dtypes, st.sampled_from(REDUCTIONS),
+       st.sampled_from([0.1, 0.5, 0.9]), st.booleans())
+def test_sigmoid_focal_loss_with_gamma_below_one_matches_torchvision(seed, dtype, reduction,
+                                                                     gamma, soft):
+    """Logits that do not saturate (where they do, torchvision's gradient is NaN: see below).
+
+    In float32 the reference is torchvision computed in float64 and rounded: torchvision's own
+    float32 1 - p_t = 1 - (1 - p) loses digits to cancellation once p is small (5e-4 relative
+    at x = -9, y = 0), and with gamma < 1 the factor (1 - p_t)^gamma is not small enough to hide
+    it; our sigma(x) keeps them."""
+    x, y = focal_case(seed, dtype, 3.0, soft)
+
+    def reference(inputs, targets, **options):
+        return TORCHVISION_FOCAL(inputs.double(), targets.double(), **options).to(dtype)
+
+    compare(L.sigmoid_focal_loss, reference, [x, y], dtype, reduction=reduction, gamma=gamma)
+
+
+def test_torchvisions_float32_loses_digits_that_ours_keeps():
+    x, y = torch.tensor([-9.0]), torch.tensor([0.0])
+    exact = L.sigmoid_focal_loss(x.double(), y.double(), gamma=0.1)
+    ours, theirs = L.sigmoid_focal_loss(x, y, gamma=0.1), TORCHVISION_FOCAL(x, y, gamma=0.1)
+    assert abs(ours.double() / exact - 1) < 1e-6 < 1e-4 < abs(theirs.double() / exact - 1)
+
+
+def test_default_arguments_are_torchvisions():
+    x, y = focal_case(0, torch.float64, 3.0, False)
+    ours, theirs = L.sigmoid_focal_loss(x, y), TORCHVISION_FOCAL(x, y)
+    assert ours.shape == x.shape  # reduction 'none' by default, unlike torch.nn.functional
+    assert_same(ours, theirs, torch.float64)
+    assert_same(ours, TORCHVISION_FOCAL(x, y, alpha=0.25, gamma=2, reduction="none"),
+                torch.float64)
+
+
+def test_mixed_dtypes_promote_like_torchvision():
+    x, y = focal_case(1, torch.float32, 3.0, True)
+    ours, theirs = L.sigmoid_focal_loss(x, y.double()), TORCHVISION_FOCAL(x, y.double())
+    assert ours.dtype == theirs.dtype == torch.float64
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_without_focus_and_weighting_it_is_binary_cross_entropy(dtype):
+    x, y = focal_case(2, dtype, 8.0, True)
+    for reduction in REDUCTIONS:
+        focal = L.sigmoid_focal_loss(x, y, alpha=-1, gamma=0, reduction=reduction)
+        assert torch.equal(focal, L.binary_cross_entropy_with_logits(x, y, reduction=reduction))
+        assert_same(focal, F.binary_cross_entropy_with_logits(x, y, reduction=reduction), dtype)
+    # gamma = 0 alone: BCE weighted by alpha_t = alpha y + (1 - alpha)(1 - y)
+    labels = (y > 0.5).to(dtype)
+    alpha_t = 0.25 * labels + 0.75 * (1 - labels)
+    assert_same(L.sigmoid_focal_loss(x, labels, gamma=0),
+                F.binary_cross_entropy_with_logits(x, labels, weight=alpha_t, reduction="none"),
+                dtype)
+
+
+def test_easy_examples_are_turned_down():
+    """p_t = 0.9 keeps (1 - 0.9)^2 = 1 % of its cross-entropy, p_t = 0.1 keeps 81 %."""
+    logits = torch.logit(torch.tensor([0.9, 0.1], dtype=torch.float64))
+    ratio = L.sigmoid_focal_loss(logits, torch.ones(2, dtype=torch.float64), alpha=-1) / (
+        L.binary_cross_entropy_with_logits(logits, torch.ones(2, dtype=torch.float64),
+                                           reduction="none"))
+    torch.testing.assert_close(ratio, torch.tensor([0.01, 0.81], dtype=torch.float64))
+
+
+SATURATING = torch.tensor([-100.0, -30.0, 30.0, 100.0])
+
+
+def naive_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """The formula as printed, with log(sigmoid): log 0 once sigma(x) rounds to 0 or 1."""
+    p = torch.sigmoid(inputs)
+    p_t = p * targets + (1 - p) * (1 - targets)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return L._reduce(-alpha_t * (1 - p_t) ** gamma * torch.log(p_t), reduction)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finite_and_right_at_saturating_logits_where_the_naive_formula_is_not(dtype):
+    x = torch.cat([SATURATING, 10 * SATURATING]).to(dtype)  # sigma(-1000) is 0 in float64
+    for label in (0.0, 1.0):
+        y = torch.full_like(x, label)
+        ours = L.sigmoid_focal_loss(x, y)
+        assert torch.isfinite(ours).all()
+        # the exact value where the example is badly wrong: alpha_t |x| (1 - p_t)^2 ~ alpha_t |x|
+        wrong = (x > 0) if label == 0 else (x < 0)
+        alpha_t = 0.25 if label == 1 else 0.75
+        torch.testing.assert_close(ours[wrong], alpha_t * x[wrong].abs())
+        compare(L.sigmoid_focal_loss, TORCHVISION_FOCAL, [x, y], dtype)
+        naive = naive_focal_loss(x, y)
+        assert not torch.isfinite(naive).all()
+
+
+def test_gradient_stays_finite_where_torchvisions_is_nan():
+    """Documented difference: sigma(30) rounds to 1 in float32, torchvision's 1 - p_t is 0,
+    and d/dx (1 - p_t)^0.5 is 0.5 * 0^-0.5 * 0 = NaN; ours keeps 1 - p_t = sigma(-30)."""
+    x = torch.tensor([30.0, -30.0])
+    y = torch.tensor([1.0, 0.0])
+    _, (ours,) = values_and_grads(L.sigmoid_focal_loss, [x], targets=y, gamma=0.5)
+    _, (theirs,) = values_and_grads(TORCHVISION_FOCAL, [x], targets=y, gamma=0.5)
+    assert torch.isfinite(ours).all() and theirs.isnan().all()
+    torch.testing.assert_close(ours, torch.zeros(2), atol=1e-5, rtol=0)
+
+
+FOCAL_X, FOCAL_Y = torch.randn(4, 3), (torch.rand(4, 3) > 0.5).float()
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, reduction="avg"), ValueError,
+     r"expected reduction to be one of \('none', 'mean', 'sum'\), but got 'avg'"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y[:, :1]), ValueError,
+     r"expected targets of the inputs' shape \(4, 3\), but got \(4, 1\)"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y.long()), TypeError,
+     "expected targets of a floating dtype, but got torch.int64"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X.long(), FOCAL_Y), TypeError,
+     "expected inputs of a floating dtype, but got torch.int64"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X.tolist(), FOCAL_Y), TypeError,
+     "expected inputs to be a torch.Tensor, but got list"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, alpha=1.5), ValueError,
+     r"expected alpha in \[0, 1\], or -1 to turn the class weighting off, but got 1.5"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, alpha=-0.5), ValueError,
+     "or -1 to turn the class weighting off, but got -0.5"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, gamma=-1), ValueError,
+     "expected gamma >= 0, but got -1"),
+    (lambda: L.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, gamma=math.nan), ValueError,
+     "expected gamma >= 0, but got nan"),
+])
+def test_bad_focal_loss_input_is_explained(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("alpha", [1.5, -0.5])
+def test_torchvision_refuses_the_same_alpha(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        TORCHVISION_FOCAL(FOCAL_X, FOCAL_Y, alpha=alpha)
+
+
+def focal_with_p_instead_of_p_t(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """(1 - p)^gamma for every label: a negative's factor should be p^gamma."""
+    loss = (1 - torch.sigmoid(inputs)) ** gamma * L.binary_cross_entropy_with_logits(
+        inputs, targets, reduction="none")
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return L._reduce(loss, reduction)
+
+
+def focal_with_alpha_on_the_wrong_class(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """alpha weighs the negatives and 1 - alpha the positives."""
+    if alpha < 0:
+        return L.sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+    swapped = L.sigmoid_focal_loss(inputs, targets, -1, gamma, "none")
+    return L._reduce((alpha * (1 - targets) + (1 - alpha) * targets) * swapped, reduction)
+
+
+def focal_mean_over_samples(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """'mean' dividing by the number of samples (rows) instead of the number of elements."""
+    loss = L.sigmoid_focal_loss(inputs, targets, alpha, gamma, "sum" if reduction == "mean"
+                                else reduction)
+    return loss / inputs.shape[0] if reduction == "mean" else loss
+
+
+@pytest.mark.parametrize("mutant", [focal_with_p_instead_of_p_t,
+                                    focal_with_alpha_on_the_wrong_class,
+                                    focal_mean_over_samples, naive_focal_loss])
+def test_focal_loss_mutants_are_caught_by_the_registered_checks(mutant):
+    def cpu_rows(checks):
+        return [r for r in run_checks(checks, devices=["cpu"]).rows if r.device == "cpu"]
+
+    assert all(r.passed for r in cpu_rows(L.focal_loss_checks()))
+    failed = [r.check for r in cpu_rows(L.focal_loss_checks(mutant)) if r.failed]
+    assert failed, f"{mutant.__name__} passed every check"
+
+
+def test_focal_loss_mutants_are_caught_by_the_tests():
+    x, y = focal_case(3, torch.float64, 4.0, False)
+    f64 = torch.float64
+    assert not fails(lambda: compare(L.sigmoid_focal_loss, TORCHVISION_FOCAL, [x, y], f64))
+    assert fails(lambda: compare(focal_with_p_instead_of_p_t, TORCHVISION_FOCAL, [x, y], f64))
+    assert fails(lambda: compare(focal_with_alpha_on_the_wrong_class, TORCHVISION_FOCAL, [x, y],
+                                 f64))
+    assert fails(lambda: compare(focal_mean_over_samples, TORCHVISION_FOCAL, [x, y], f64,
+                                 reduction="mean"))
+    saturating = torch.cat([SATURATING, SATURATING]), torch.cat([torch.zeros(4), torch.ones(4)])
+    assert fails(lambda: compare(naive_focal_loss, TORCHVISION_FOCAL, list(saturating),
+                                 torch.float32))

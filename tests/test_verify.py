@@ -200,6 +200,12 @@ def test_command_line_runs_filters_and_exits_by_verdict(capsys):
     assert V.main(["-k", "no such check"]) == 2
 
 
+def test_command_line_selects_the_checks_of_a_module(capsys):
+    assert V.main(["-k", "calibration", "--device", "cpu", "--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration_curve" in out and "fit_platt" in out and "softplus" not in out
+
+
 def test_command_line_exit_code_is_one_on_failure(monkeypatch, capsys):
     bad = V.Check("always wrong", lambda x: x + 1, lambda x: x, randn)
     monkeypatch.setattr(V, "registered_checks", lambda: [bad])
