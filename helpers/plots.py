@@ -128,13 +128,17 @@ def plot_optimizer_comparison(surface: Surface, runs: dict[str, Trajectory], *, 
 # --------------------------------------------------------------------------------------------
 
 
+def _numpy(x) -> np.ndarray:
+    return np.asarray(x.cpu() if hasattr(x, "cpu") else x)
+
+
 def plot_confusion_matrix(matrix, ax=None, *, labels=None, cmap: str = "Blues"):
     """The confusion matrix as a heat map with its entries written in: rows true, columns predicted.
 
     `labels` names the classes along both axes (default 0 .. K-1).
     """
     fig, ax = _axes(ax, (3.2, 3.0))
-    values = np.asarray(matrix.cpu() if hasattr(matrix, "cpu") else matrix)
+    values = _numpy(matrix)
     labels = list(range(len(values))) if labels is None else list(labels)
     ax.imshow(values, cmap=cmap, vmin=0, vmax=max(values.max(), 1e-12))
     integral = np.issubdtype(values.dtype, np.integer)
@@ -153,8 +157,7 @@ def plot_precision_recall_curve(precision, recall, ax=None, *, point=None, label
     `point`, a (recall, precision) pair, is marked: the operating point of one threshold.
     """
     fig, ax = _axes(ax, (3.6, 3.0))
-    recall, precision = (np.asarray(x.cpu() if hasattr(x, "cpu") else x) for x in
-                         (recall, precision))
+    recall, precision = _numpy(recall), _numpy(precision)
     ax.plot(recall, precision, drawstyle="steps-post", color="C0", label=label)
     if point is not None:
         ax.plot(*point, "o", color="C3", markersize=8)
@@ -181,6 +184,32 @@ def plot_threshold_panels(precision, recall, reports, *, axes=None):
         axes[1, column].set_title(f"P {float(report.precision):.2f}, "
                                   f"R {float(report.recall):.2f}", fontsize=9)
     return fig, axes
+
+
+def plot_roc_curve(fpr, tpr, ax=None, *, label=None, point=None):
+    """The ROC curve, true-positive rate against false-positive rate, with the diagonal of a
+    scorer that guesses (area 0.5). `point`, an (fpr, tpr) pair, is marked."""
+    fig, ax = _axes(ax, (3.4, 3.2))
+    ax.plot([0, 1], [0, 1], ":", color="0.6", linewidth=1)
+    ax.plot(_numpy(fpr), _numpy(tpr), label=label)
+    if point is not None:
+        ax.plot(*point, "o", color="C3", markersize=7)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="false-positive rate",
+           ylabel="true-positive rate", aspect="equal")
+    return fig, ax
+
+
+def plot_reliability_diagram(prob_true, prob_pred, ax=None, *, label=None, marker="o"):
+    """A reliability diagram: in each bin of predicted probability, the share of positives
+    (`prob_true`) against the mean prediction (`prob_pred`), both from `calibration_curve`.
+    A calibrated model lies on the diagonal; points below it are over-confident positives."""
+    fig, ax = _axes(ax, (3.4, 3.2))
+    if not ax.lines:
+        ax.plot([0, 1], [0, 1], ":", color="0.6", linewidth=1, label="calibrated")
+    ax.plot(_numpy(prob_pred), _numpy(prob_true), marker=marker, markersize=4, label=label)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="mean predicted probability",
+           ylabel="share of positives", aspect="equal")
+    return fig, ax
 
 
 # --------------------------------------------------------------------------------------------
