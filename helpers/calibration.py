@@ -219,8 +219,12 @@ def calibration_curve(y_true, y_prob, *, pos_label=None, n_bins: int = 5,
         \text{prob\_pred}_k = \frac{1}{|B_k|} \sum_{i \in B_k} p_i
 
     A calibrated model has prob_true close to prob_pred: its points lie on the diagonal of the
-    reliability diagram; points below it are over-confident. Returns (prob_true, prob_pred), with
-    as many entries as there are non-empty bins. `pos_label` None means 1 for labels in {0, 1} or
+    reliability diagram. A point below it (prob_true < prob_pred) over-predicts the positive
+    class: the bin holds fewer positives than predicted. That is over-confidence only where
+    prob_pred > 0.5; below 0.5 such a model is under-confident (it should be surer of the
+    negative). Above the diagonal it under-predicts the positive class, over-confident where
+    prob_pred < 0.5. Returns (prob_true, prob_pred), with as many entries as there are non-empty
+    bins. `pos_label` None means 1 for labels in {0, 1} or
     {-1, 1}. As `sklearn.calibration.calibration_curve`.
     """
     prob_true, prob_pred, _ = calibration_bins(y_true, y_prob, pos_label=pos_label,

@@ -445,7 +445,11 @@ def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     $1 - p_t = y\,\sigma(-x) + (1 - y)\,\sigma(x)$ rather than $1 - \sigma(x)$, which is 0 once
     $\sigma(x)$ rounds to 1 (from $x \approx 16.6$ in float32, $36.7$ in float64). Computed
     naively, $-\log(1 - \sigma(x))$ is then $\infty$, and $-\log\sigma(x)$ is $\infty$ once
-    $\sigma(x)$ underflows to 0 (below $x \approx -88.7$ in float32). Soft targets
+    $\sigma(x)$ underflows to 0 (below $x \approx -88.7$ in float32). The factor itself is
+    computed as $(1 - p_t)^\gamma = \exp(\gamma \log(1 - p_t))$, with $\log(1 - p_t)$ taken in
+    log space ($\log\sigma(-x) = -x + \log\sigma(x)$ for a positive, $\log\sigma(x)$ for a
+    negative): it never forms $0^\gamma$, so its gradient stays finite even where $\sigma(-x)$
+    itself underflows to 0 (beyond $|x| \approx 88.7$ in float32, $709$ in float64). Soft targets
     $y \in [0, 1]$ are accepted, as in torchvision: then $\mathrm{BCE}(x, y)$ is the soft
     cross-entropy, and $p_t$, $\alpha_t$ the same mixtures.
 
@@ -454,9 +458,9 @@ def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     torchvision, we refuse `gamma` < 0 (the factor would then grow for easy examples and be
     infinite at $p_t = 1$) and check input and target before computing anything. Where a
     logit saturates ($\sigma(x)$ rounds to 1) torchvision's $1 - p_t$ is exactly 0, and with
-    $0 < \gamma < 1$ its gradient there is NaN; ours stays finite. Before that, its float32
-    $1 - p_t = 1 - (1 - p)$ loses digits to cancellation (5e-4 relative at $x = -9$, $y = 0$),
-    which ours keeps.
+    $0 < \gamma < 1$ its gradient there is NaN; ours stays finite at any finite logit. Before
+    that, its float32 $1 - p_t = 1 - (1 - p)$ loses digits to cancellation (5e-4 relative at
+    $x = -9$, $y = 0$), which ours keeps.
     """
     _check_floating("inputs", inputs)
     _check_floating("targets", targets)
@@ -473,14 +477,29 @@ def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     x, y = inputs.to(dtype), targets.to(dtype)
     # -log p_t = -[y log sigma(x) + (1 - y) log(1 - sigma(x))], never log of a rounded p
     cross_entropy = binary_cross_entropy_with_logits(x, y, reduction="none")
-    # 1 - p_t = y (1 - p) + (1 - y) p, with 1 - sigma(x) = sigma(-x) kept exact
-    one_minus_p_t = y * torch.sigmoid(-x) + (1 - y) * torch.sigmoid(x)
-    # (1 - p_t)^gamma (-log p_t)
-    loss = one_minus_p_t ** gamma * cross_entropy
+    # (1 - p_t)^gamma (-log p_t), the factor as exp(gamma log(1 - p_t)), never 0^gamma
+    loss = torch.exp(gamma * _log_one_minus_p_t(x, y)) * cross_entropy
     if alpha >= 0:
         # alpha_t = alpha y + (1 - alpha)(1 - y)
         loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
     return _reduce(loss, reduction)
+
+
+def _log_one_minus_p_t(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""$\log(1 - p_t)$ with $1 - p_t = y\,\sigma(-x) + (1 - y)\,\sigma(x)$, finite and with a
+    finite gradient however large $|x|$: the greater sigmoid is factored out in log space,
+
+    .. math:: \log(1 - p_t) = \log\sigma(|x|) + \log\bigl(w_{big} + w_{small}\,e^{-|x|}\bigr)
+
+    ($w_{big} = 1 - y$, $w_{small} = y$ for $x \ge 0$, swapped below). The last log is
+    $-|x|$ exactly where its argument underflows to 0 (a 0/1 label, $e^{-|x|} = 0$)."""
+    positive = x >= 0
+    magnitude = torch.where(positive, x, -x)  # |x|, with the gradient sign(x), 1 at x = 0
+    big, small = torch.where(positive, 1 - y, y), torch.where(positive, y, 1 - y)
+    inside = big + small * torch.exp(-magnitude)
+    underflow = inside == 0  # then big = 0, small = 1: log(e^{-|x|}) = -|x|
+    safe = torch.where(underflow, torch.ones_like(inside), inside)  # no log 0, even unselected
+    return F.logsigmoid(magnitude) + torch.where(underflow, -magnitude, safe.log())
 
 
 _TORCHVISION_OPERATORS: list = []

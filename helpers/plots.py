@@ -202,7 +202,10 @@ def plot_roc_curve(fpr, tpr, ax=None, *, label=None, point=None):
 def plot_reliability_diagram(prob_true, prob_pred, ax=None, *, label=None, marker="o"):
     """A reliability diagram: in each bin of predicted probability, the share of positives
     (`prob_true`) against the mean prediction (`prob_pred`), both from `calibration_curve`.
-    A calibrated model lies on the diagonal; points below it are over-confident positives."""
+    A calibrated model lies on the diagonal. Below it the model predicts more positives than
+    there are (it over-predicts the positive class), above it fewer; a point away from the
+    diagonal is over-confident when it lies on the far side from 0.5 (below the diagonal where the
+    prediction is above 0.5, above it where the prediction is below 0.5)."""
     fig, ax = _axes(ax, (3.4, 3.2))
     if not ax.lines:
         ax.plot([0, 1], [0, 1], ":", color="0.6", linewidth=1, label="calibrated")

@@ -71,6 +71,12 @@ def nan_recalls(y_true, y_pred, adjusted=False):  # 0 / 0 for every label 0 .. m
     return (score - 1 / k) / (1 - 1 / k) if adjusted else score
 
 
+def recalls_without_minlength(y_true, y_pred, adjusted=False):
+    hits = torch.bincount(y_true[y_true == y_pred])  # length: the largest label with a hit, + 1
+    support = torch.bincount(y_true)
+    return (hits / support)[support > 0].mean().item()  # (1,) / (K,) broadcasts silently
+
+
 def auc(tie=0.5, divide_by="pairs", flip=False):
     def roc_auc(y_true, scores):
         positives, negatives = scores[y_true == 1], scores[y_true == 0]
@@ -92,11 +98,13 @@ def auc_by_ranks(y_true, scores):  # Mann-Whitney U from mid-ranks: sorting is a
     return ((mid_ranks[y_true == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).item()
 
 
-def focal(factor="1 - p_t", alpha_for="positives", naive_log=False, mean=False):
+def focal(factor="1 - p_t", alpha_for="positives", naive_log=False, mean=False, clamp=None):
     def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
         p = torch.sigmoid(logits)
         p_t = torch.where(targets == 1, p, 1 - p)
-        if naive_log:
+        if clamp is not None:
+            log_p_t = p_t.clamp(clamp, 1 - clamp).log()
+        elif naive_log:
             log_p_t = torch.log(p_t)
         else:
             log_p_t = torch.where(targets == 1, F.logsigmoid(logits), F.logsigmoid(-logits))
@@ -127,19 +135,21 @@ def threshold(predict=">=", reach=">=", pick="highest"):
     return threshold_for_recall
 
 
-def ece(weights="count", floor=False, inside=True, top_label=False):
+def ece(weights="count", floor=False, inside=True, top_label=False, all_edges=False):
     def expected_calibration_error(y_true, probs, n_bins=10):
         y = y_true.double()
         if top_label:
             y = ((probs > 0.5).double() == y).double()
             probs = torch.maximum(probs, 1 - probs)
+        edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
         if floor:
             bins = torch.clamp((probs * n_bins).long(), max=n_bins - 1)
+        elif all_edges:  # p = 0 in bin 0, alone; (0, 1/n_bins] in bin 1, ...
+            bins = torch.bucketize(probs, edges)
         else:
-            bins = torch.bucketize(probs, torch.linspace(0, 1, n_bins + 1,
-                                                         dtype=torch.float64)[1:-1])
+            bins = torch.bucketize(probs, edges[1:-1])
         total, signed, gaps = 0.0, 0.0, []
-        for b in range(n_bins):
+        for b in range(int(bins.max()) + 1 if all_edges else n_bins):
             in_bin = bins == b
             n_b = int(in_bin.sum())
             if n_b == 0 and weights != "count, nan" and weights != "all bins":
@@ -178,6 +188,8 @@ MISTAKES = {
         (balanced(adjust="subtract"), "also divides by 1 - 1/K"),
         (balanced(chance="both"), "K in the chance level"),
         (balanced(adjust="ignore"), "adjusted=True is ignored"),
+        (recalls_without_minlength, "but got 10.0 (a balanced accuracy above 1 is impossible: "
+         "check that your per-class counts have the same length (bincount's minlength)"),
     ],
     im.check_roc_auc: [
         (auc(tie=1.0), "a tie counts as half a win"),
@@ -211,6 +223,13 @@ MISTAKES = {
         (lambda y: 1 - torch.bincount(y)[y] / len(y), "balances two classes only"),
         (lambda y: torch.ones(len(y)), "equal weights"),
         (lambda y: (1.0 / torch.bincount(y).double()[y])[:, None], "WeightedRandomSampler refuses"),
+        (lambda y: torch.log(1.0 / torch.bincount(y).double()[y]),
+         "your function returned negative weights"),  # log-inverse-frequency: log(1/n) < 0
+        (lambda y: -1.0 / torch.bincount(y).double()[y], "it must be >= 0"),
+        (lambda y: 1 // torch.bincount(y)[y], "weights that are all 0"),
+        (lambda y: torch.zeros(len(y)), "look for an integer division or rounding"),
+        (lambda y: torch.full((len(y),), math.nan), "weights with inf or nan (nan for a sample"),
+        (lambda y: 1.0 / (torch.bincount(y).double()[y] - 10), "weights with inf or nan (inf"),
     ],
     im.check_sigmoid_focal_loss: [
         (focal(naive_log=True), "inf (or nan) at a logit of +-40"),
@@ -220,6 +239,9 @@ MISTAKES = {
         (focal(alpha_for="none"), "alpha is missing"),
         (focal(factor="none"), "alpha-balanced cross-entropy"),
         (focal(mean=True), "do not average"),
+        (focal(clamp=1e-12), "clamping caps the loss of a confident mistake; compute log p_t from "
+         "the logit (binary_cross_entropy_with_logits or logsigmoid)"),
+        (focal(clamp=1e-7), "clamping caps the loss of a confident mistake"),
         (lambda x, t, alpha=0.25, gamma=2.0: focal()(x.double(), t.double(), alpha, gamma),
          "expected dtype torch.float32"),
     ],
@@ -229,6 +251,8 @@ MISTAKES = {
         (threshold(pick="closest"), "may lie BELOW it"),
         (threshold(pick="lowest"), "the lowest threshold"),
         (lambda y, s, target_recall=0.9: s[y == 1].min().item(), "expected"),
+        (lambda y, s, target_recall=0.9: torch.quantile(s[y == 1], 1 - target_recall),
+         "your threshold is not one of the scores: return the score itself"),
     ],
     im.check_expected_calibration_error: [
         (ece(weights="bins"), "by its share of the samples"),
@@ -237,6 +261,7 @@ MISTAKES = {
         (ece(floor=True), "belongs to the bin BELOW it"),
         (ece(inside=False), "the absolute value goes inside"),
         (ece(top_label=True), "top-label ECE"),
+        (ece(all_edges=True), "p = 0 belongs to the FIRST bin"),
     ],
 }
 (test_a_typical_mistake_is_rejected_with_its_hint,

@@ -508,6 +508,27 @@ def test_gradient_stays_finite_where_torchvisions_is_nan():
     torch.testing.assert_close(ours, torch.zeros(2), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype, logit", [(torch.float32, 89.0), (torch.float32, 120.0),
+                                          (torch.float64, 710.0), (torch.float64, 1000.0)])
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 2.0])
+def test_gradient_stays_finite_where_sigmoid_of_minus_x_underflows(dtype, logit, gamma):
+    """sigma(-x) is 0 from x = 88.7 in float32 (709 in float64): (1 - p_t)^gamma taken as
+    exp(gamma log(1 - p_t)), log(1 - p_t) in log space, never forms 0^gamma (NaN gradient)."""
+    x = torch.tensor([logit, -logit, logit, -logit], dtype=dtype)
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=dtype)  # two easy, two badly wrong
+    values, (grad_x, grad_y) = values_and_grads(L.sigmoid_focal_loss, [x, y], gamma=gamma)
+    for name, got in (("loss", values), ("gradient w.r.t. x", grad_x),
+                      ("gradient w.r.t. y", grad_y)):
+        assert torch.isfinite(got).all(), (f"expected a finite {name} at logits +-{logit} in "
+                                           f"{dtype}, but got {got.tolist()}")
+    # easy examples: loss and gradient 0; badly wrong ones: alpha_t |x|, gradient -+alpha_t
+    torch.testing.assert_close(values, torch.tensor([0, 0, 0.75 * logit, 0.25 * logit],
+                                                    dtype=dtype))
+    cotangent = torch.linspace(-1, 2, 4, dtype=dtype)  # the one values_and_grads applies
+    torch.testing.assert_close(grad_x, cotangent * torch.tensor([0, 0, 0.75, -0.25],
+                                                                dtype=dtype))
+
+
 FOCAL_X, FOCAL_Y = torch.randn(4, 3), (torch.rand(4, 3) > 0.5).float()
 
 

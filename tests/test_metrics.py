@@ -683,6 +683,10 @@ def test_the_new_warnings_are_sklearns(case):
      r"but got shape \(4, 1\); a single column holds the score of the positive class: flatten "
      r"it with .squeeze\(1\)"),
     (lambda: M.roc_auc_score(Y.double(), S), TypeError, r"expected integer class labels in y_true"),
+    (lambda: M.roc_auc_score(Y, Y), TypeError, r"expected floating-point scores in y_score "
+     r"\(probabilities or logits\), but got torch.int64; convert them with .double\(\)"),
+    (lambda: M.log_loss(Y, Y), TypeError, r"expected floating-point scores in y_proba "
+     r"\(probabilities\), but got torch.int64; convert them with .double\(\)"),
     (lambda: M.roc_auc_score(Y, torch.stack([1 - S, S], 1)), ValueError,
      r"expected y_score of shape \(N,\) for binary y_true, but got shape \(4, 2\); pass the "
      r"scores of the positive class, y_score\[:, 1\]"),
@@ -906,3 +910,24 @@ def test_breast_cancer_split_is_stratified_standardised_and_repeatable():
     assert torch.equal(again[1], X_test)
     with pytest.raises(ValueError, match="expected 0 < test_fraction < 1, but got 1.5"):
         breast_cancer(test_fraction=1.5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda w: M.log_loss(Y, S, sample_weight=w),
+    lambda w: M.brier_score_loss(Y, S, sample_weight=w),
+    lambda w: M.brier_score_loss(Y3, P3, sample_weight=w),
+])
+def test_weights_summing_to_zero_are_an_error_not_nan(call):
+    """scikit-learn raises ZeroDivisionError "Weights sum to zero"; ours a ValueError (Notes)."""
+    with pytest.raises(ValueError, match=r"expected sample weights with a non-zero sum \(the "
+                       r"weighted mean divides by it\), but sample_weight sums to 0"):
+        call(torch.tensor([1.0, -1.0, 0.0, 0.0]))
+    with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+        sk.log_loss(Y.numpy(), S.numpy(), sample_weight=[1.0, -1.0, 0.0, 0.0])
+
+
+def test_weights_summing_to_zero_still_give_the_weighted_sum_as_in_sklearn():
+    weight = [1.0, -1.0, 0.0, 0.0]
+    ours = M.log_loss(Y, S, sample_weight=torch.tensor(weight), normalize=False)
+    theirs = sk.log_loss(Y.numpy(), S.numpy(), sample_weight=weight, normalize=False)
+    assert math.isclose(float(ours), theirs, rel_tol=1e-6)  # S is float32: sklearn sums in it

@@ -29,7 +29,17 @@ from sklearn.utils.class_weight import compute_class_weight, compute_sample_weig
 from torch import Tensor
 from torch.utils.data import WeightedRandomSampler
 
-from helpers.exercises import BadReturn, Diagnosis, Verdict, check_function, check_procedure, seeded
+from helpers.exercises import (
+    WRONG,
+    BadReturn,
+    Diagnosis,
+    Verdict,
+    as_number,
+    check_function,
+    check_procedure,
+    seeded,
+    wrong,
+)
 
 
 class _NotApplicable(Exception):
@@ -227,6 +237,33 @@ def balanced_cases() -> list[tuple]:
     ]
 
 
+class _AboveOne:
+    """Stands for a balanced accuracy above 1, which no per-class recall can average to: it
+    describes itself with the likely cause."""
+
+    def __init__(self, value: float):
+        self.text = (f"{value!r} (a balanced accuracy above 1 is impossible: check that your "
+                     f"per-class counts have the same length (bincount's minlength); a count "
+                     f"of length 1 divided by one of length K broadcasts silently)")
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _at_most_one(learner):
+    """The learner's function, with a result above 1 replaced by its description."""
+    if not callable(learner):
+        return learner
+
+    def bounded(*args):
+        result = learner(*args)
+        value = as_number(result)
+        if value is not None and value > 1 + 1e-9:
+            return _AboveOne(value)
+        return result
+    return bounded
+
+
 def check_balanced_accuracy(balanced_accuracy) -> Verdict:
     """Task 2: `balanced_accuracy(y_true, y_pred, adjusted=False)`, the mean recall over the
     classes that occur in `y_true`, as a number; with `adjusted=True` rescaled so that chance
@@ -234,7 +271,7 @@ def check_balanced_accuracy(balanced_accuracy) -> Verdict:
     only_true = ("average over the classes that occur in y_true only: a class that is only "
                  "predicted, or occurs nowhere, has no recall (0 / 0) and scikit-learn leaves it "
                  "out")
-    return check_function("balanced_accuracy", _one_number(balanced_accuracy),
+    return check_function("balanced_accuracy", _at_most_one(_one_number(balanced_accuracy)),
                           _balanced_reference, balanced_cases(), [
         Diagnosis(lambda y, p, adjusted=False: (y == p).double().mean().item(),
                   "that is the accuracy, which the majority class dominates (a model that always "
@@ -432,11 +469,40 @@ class _SamplerCase:
         if weights is None:
             return None
         try:
-            sampler = WeightedRandomSampler(weights, num_samples=len(self.y))
+            sampler = WeightedRandomSampler(weights, num_samples=len(self.y), generator=seeded(0))
         except Exception as error:  # noqa: BLE001 - what torch says about the weights
             raise BadReturn(f"your function returned weights that WeightedRandomSampler "
                             f"refuses: {error}") from None
-        return sampler.weights / sampler.weights.sum()
+        drawn = sampler.weights
+        if len(drawn) == len(self.y):  # one weight per sample: what the sampler draws from
+            finite = torch.isfinite(drawn)
+            if not bool(finite.all()):
+                i = int(torch.nonzero(~finite)[0])
+                raise BadReturn(f"your function returned weights with inf or nan "
+                                f"({drawn[i].item()} for a sample of class {int(self.y[i])}), "
+                                "which WeightedRandomSampler cannot draw from: look for a "
+                                "division by 0")
+            negative = drawn < 0
+            if bool(negative.any()):
+                i = int(torch.nonzero(negative)[0])
+                raise BadReturn(f"your function returned negative weights ({drawn[i].item():.4g} "
+                                f"for a sample of class {int(self.y[i])}): a weight is the "
+                                "relative chance of drawing a sample, so it must be >= 0, and "
+                                "WeightedRandomSampler fails once it draws (\"invalid "
+                                "multinomial distribution\"); a log of a frequency is negative: "
+                                "use 1 / count itself")
+            if bool((drawn == 0).all()):
+                raise BadReturn("your function returned weights that are all 0: the sampler "
+                                "draws sample i with chance w_i / sum(w), 0 / 0 here, and "
+                                "fails once it draws; look for an integer division or rounding "
+                                "(1 // count is 0 for every class of two samples or more): use "
+                                "1.0 / count")
+        try:  # torch checks the weights only when it draws: draw once
+            next(iter(sampler))
+        except Exception as error:  # noqa: BLE001 - what torch says about the weights
+            raise BadReturn(f"your function returned weights that WeightedRandomSampler "
+                            f"cannot draw from: {error}") from None
+        return drawn / drawn.sum()
 
 
 def _per_class(y: Tensor) -> Tensor:
@@ -522,10 +588,40 @@ def focal_cases() -> list[tuple]:
     ]
 
 
+_CLAMPED = ("clamping caps the loss of a confident mistake; compute log p_t from the logit "
+            "(binary_cross_entropy_with_logits or logsigmoid): at a logit of +-40 the loss is "
+            "about alpha_t * 40, and the log of a probability clamped to eps stops at -log(eps)")
+
+
+def _caps_confident_mistakes(learner) -> bool:
+    """Whether the learner's loss, on the case of saturated logits, is finite and right except
+    at the confidently wrong elements, where it is lower: a log of a clamped probability."""
+    logits, targets = focal_cases()[2]
+    expected = _focal()(logits, targets)
+    try:
+        got = learner(logits.clone(), targets.clone())
+    except Exception:  # noqa: BLE001 - not this mistake
+        return False
+    if (not isinstance(got, Tensor) or got.shape != expected.shape or got.dtype != expected.dtype
+            or not bool(torch.isfinite(got).all())):
+        return False
+    confident = (torch.sigmoid(logits) - targets).abs() == 1  # sigma(x) rounds to 1 - y
+    return bool(confident.any() and (got[confident] < 0.99 * expected[confident]).all()
+                and torch.allclose(got[~confident], expected[~confident]))
+
+
 def check_sigmoid_focal_loss(sigmoid_focal_loss) -> Verdict:
     """Task 7: `sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0)`, the focal loss of
     every element, -alpha_t (1 - p_t)^gamma log p_t, a tensor of the logits' shape and dtype,
     finite for any logit; equal to `torchvision.ops.sigmoid_focal_loss(..., reduction="none")`."""
+    verdict = _check_focal(sigmoid_focal_loss)
+    if (verdict.status == WRONG and verdict.message.startswith("values differ")
+            and _caps_confident_mistakes(sigmoid_focal_loss)):  # no diagnosis: look closer
+        return wrong("sigmoid_focal_loss", _CLAMPED)
+    return verdict
+
+
+def _check_focal(sigmoid_focal_loss) -> Verdict:
     return check_function("sigmoid_focal_loss", sigmoid_focal_loss, _focal(), focal_cases(), [
         Diagnosis(_focal(log="naive"),
                   "inf (or nan) at a logit of +-40: sigmoid(40) is exactly 1.0 in floating "
@@ -612,11 +708,39 @@ def threshold_cases() -> list[tuple]:
             (low, low_scores, 1.0)]
 
 
+class _NotAScore:
+    """Stands for a threshold that is none of the scores: it describes itself with the fix."""
+
+    def __init__(self, value: float):
+        self.text = (f"{value!r} (your threshold is not one of the scores: return the score "
+                     f"itself, the lowest one that must be flagged, not a value between scores "
+                     f"such as an interpolated quantile)")
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _one_of_the_scores(learner):
+    """The learner's function, with a number that is none of the scores replaced by its
+    description."""
+    if not callable(learner):
+        return learner
+
+    def among(y_true, scores, *rest):
+        result = learner(y_true, scores.clone(), *rest)
+        value = as_number(result)
+        if value is not None and not math.isnan(value) and not bool((scores == value).any()):
+            return _NotAScore(value)
+        return result
+    return among
+
+
 def check_threshold_for_recall(threshold_for_recall) -> Verdict:
     """Task 8: `threshold_for_recall(y_true, scores, target_recall=0.9)`, the highest threshold t
     (one of the scores) whose recall, with positives predicted where score >= t, reaches the
     target, as a number."""
-    return check_function("threshold_for_recall", _one_number(threshold_for_recall),
+    return check_function("threshold_for_recall",
+                          _one_of_the_scores(_one_number(threshold_for_recall)),
                           _threshold_reference, threshold_cases(), [
         Diagnosis(_threshold(reach=">"),
                   "'reaches' means recall >= target: a recall of exactly 0.9 (9 of 10 "
@@ -657,7 +781,8 @@ def _ece(weights: str = "count", edges: str = "right", gap: str = "per bin",
          kind: str = "positive class") -> Callable:
     """The ECE with one part changed: `weights` 'count' (n_b / N), 'count, NaN' (the same with
     0 / 0 left in empty bins), 'equal' over the non-empty bins, 'equal, all' over all n_bins (an
-    empty bin's gap 0); `edges` 'right' (lo, hi] or 'left' [lo, hi) (floor(p M)); `gap` 'per
+    empty bin's gap 0); `edges` 'right' (lo, hi], 'left' [lo, hi) (floor(p M)) or 'full'
+    (lo, hi] bucketized on all the edges, so that p = 0 has a bin of its own; `gap` 'per
     bin' or 'pooled' (the absolute value outside the sum); `kind` 'positive class' or 'top
     label' (confidence max(p, 1 - p) against the accuracy of p >= 1/2)."""
     def expected_calibration_error(y_true, probs, n_bins=10):
@@ -667,14 +792,17 @@ def _ece(weights: str = "count", edges: str = "right", gap: str = "per bin",
                 raise _NotApplicable  # the prediction at 1/2 depends on > or >=
             predicted = (probs > 0.5).double()
             probs, y = torch.maximum(probs, 1 - probs), (predicted == y).double()
+        all_edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
         if edges == "right":
-            bins = torch.bucketize(probs, torch.linspace(0, 1, n_bins + 1,
-                                                         dtype=torch.float64)[1:-1])
+            bins = torch.bucketize(probs, all_edges[1:-1])
+        elif edges == "full":
+            bins = torch.bucketize(probs, all_edges)  # p = 0 alone in bin 0, the rest one up
         else:
             bins = (probs * n_bins).floor().long().clamp(max=n_bins - 1)
-        count = torch.bincount(bins, minlength=n_bins).double()
-        mean_y = torch.bincount(bins, weights=y, minlength=n_bins) / count
-        mean_p = torch.bincount(bins, weights=probs.double(), minlength=n_bins) / count
+        slots = n_bins + 1 if edges == "full" else n_bins
+        count = torch.bincount(bins, minlength=slots).double()
+        mean_y = torch.bincount(bins, weights=y, minlength=slots) / count
+        mean_p = torch.bincount(bins, weights=probs.double(), minlength=slots) / count
         full = count > 0
         if gap == "pooled":
             return (count[full] / len(probs) * (mean_y - mean_p)[full]).sum().abs().item()
@@ -698,7 +826,9 @@ def ece_cases() -> list[tuple]:
     gapped_y = (torch.rand(170, generator=g, dtype=torch.float64) < gapped).long()
     on_edges = torch.tensor([0.0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0, 0.1, 0.4, 0.6, 0.9, 0.3,
                              0.8], dtype=torch.float64)  # exact binary fractions: on the edges
-    on_edges_y = torch.tensor([0, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1])
+    # p = 0 is a positive, its bin-mates (0, 1/4] over-predicted: a bin of its own for p = 0
+    # (bucketize on all the edges) changes the ECE
+    on_edges_y = torch.tensor([1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1])
     few = torch.rand(100, generator=g, dtype=torch.float64) ** 2
     few_y = (torch.rand(100, generator=g, dtype=torch.float64) < few).long()
     return [(spread_y, spread), (gapped_y, gapped, 10), (on_edges_y, on_edges, 4),
@@ -725,6 +855,10 @@ def check_expected_calibration_error(expected_calibration_error) -> Verdict:
                   "a probability on a bin edge belongs to the bin BELOW it: bins are (lo, hi], "
                   "as in scikit-learn's calibration_curve (torch.bucketize(y_prob, "
                   "inner_edges), right=False); floor(p * n_bins) puts it in the bin above"),
+        Diagnosis(_ece(edges="full"),
+                  "p = 0 belongs to the FIRST bin, [0, 1/n_bins]: bucketize on the INNER edges, "
+                  "torch.linspace(0, 1, n_bins + 1)[1:-1]; on all the edges p = 0 gets a bin of "
+                  "its own (index 0) and every other bin moves up by one"),
         Diagnosis(_ece(gap="pooled"),
                   "the absolute value goes inside, one per bin: sum_b (n_b / N) |gap_b|; outside "
                   "the sum it is |mean(y) - mean(p)|, and over- and under-confident bins cancel"),

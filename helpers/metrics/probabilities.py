@@ -19,7 +19,10 @@ Notes (deliberate differences from scikit-learn):
 * ``labels`` must be distinct;
 * the arithmetic runs in float64 whatever the dtype of y_proba (scikit-learn: in that dtype); the
   clipping eps of ``log_loss`` and the tolerance of the sum-to-one check are those of y_proba's
-  dtype, as in scikit-learn.
+  dtype, as in scikit-learn;
+* sample weights that sum to 0 (e.g. [1, -1, 0]) raise a ValueError for the weighted mean
+  (scikit-learn: a ZeroDivisionError "Weights sum to zero"); ``log_loss(normalize=False)``, a
+  weighted sum, still accepts them, as in scikit-learn.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import math
 
 import torch
 
-from helpers.metrics.counts import _safe_divide
 from helpers.metrics.validation import (
     _check_pos_label,
     _check_some_weight,
@@ -114,8 +116,11 @@ def _multiclass(y_true, y_proba, sample_weight, labels):
 def _mean(loss: torch.Tensor, weight: torch.Tensor | None, normalize: bool = True):
     """sum_n w_n loss_n / sum_n w_n (w_n = 1 without weights), or the weighted sum."""
     weight = torch.ones_like(loss) if weight is None else weight.to(loss.dtype)
-    total = (weight * loss).sum()
-    return _safe_divide(total, weight.sum(), zero_division=math.nan) if normalize else total
+    total, weights = (weight * loss).sum(), weight.sum()
+    if normalize and float(weights) == 0:  # scikit-learn: ZeroDivisionError "Weights sum to zero"
+        raise ValueError("expected sample weights with a non-zero sum (the weighted mean divides "
+                         "by it), but sample_weight sums to 0")
+    return total / weights if normalize else total
 
 
 def brier_score_loss(y_true, y_proba, *, sample_weight=None, pos_label=None, labels=None,

@@ -88,8 +88,9 @@ def _score_matrix(value, name: str) -> torch.Tensor:
         raise ValueError(f"expected {name} of shape (N,) with the score of the positive class, or "
                          f"(N, C) with one column per class, but got shape {tuple(y.shape)}{hint}")
     if not y.is_floating_point():
-        raise TypeError(f"expected floating-point scores in {name} (probabilities), but got "
-                        f"{y.dtype}; convert them with .double()")
+        what = "probabilities" if name == "y_proba" else "probabilities or logits"
+        raise TypeError(f"expected floating-point scores in {name} ({what}), but got {y.dtype}; "
+                        "convert them with .double()")
     return _finite(y, name)
 
 
