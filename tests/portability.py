@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("notebooks", "exercises/solutions", "tests/test_exercises.py",
          "tests/test_exercises_optim.py", "tests/test_exercises_lr_metrics.py",
          "tests/test_exercises_evaluation.py", "tests/test_exercises_regularization.py",
-         "tests/test_exercises_imbalanced.py")
+         "tests/test_exercises_imbalanced.py", "tests/test_exercises_efficiency.py")
 # the student notebooks are run once, single-threaded, by the main suite: whether they run does not
 # depend on how the CPU rounds
 DESELECT = "not student_notebook_runs"
