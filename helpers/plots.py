@@ -315,3 +315,33 @@ def plot_regularization_small_multiples(runs: dict, axes=None):
     handles, labels = axes[0, 1 if first_row > 1 else 0].get_legend_handles_labels()
     axes[0, 0].figure.legend(handles, labels, loc="outside upper center", ncols=3, fontsize=8)
     return axes[0, 0].figure, axes
+
+
+# --------------------------------------------------------------------------------------------
+# Efficient optimization (chapter 11)
+# --------------------------------------------------------------------------------------------
+
+
+def plot_roofline(bandwidth: float, peak_flops: float, points: dict[str, tuple[float, float]],
+                  ax=None):
+    r"""The roofline $P(I) = \min(P_{\text{peak}}, I\beta)$ in FLOP/s against the arithmetic
+    intensity $I$ (FLOP per byte), and a marker per kernel: `points[name] = (I, FLOP/s)`.
+
+    `bandwidth` $\beta$ in bytes/s and `peak_flops` in FLOP/s are measured; the ridge point
+    $I^* = P_{\text{peak}}/\beta$ separates memory-bound kernels (left) from compute-bound ones.
+    """
+    fig, ax = _axes(ax, (6.4, 3.8))
+    ridge = peak_flops / bandwidth
+    intensities = [i for i, _ in points.values()]
+    grid = np.geomspace(min(min(intensities), ridge) / 4, max(max(intensities), ridge) * 8, 200)
+    ax.plot(grid, np.minimum(peak_flops, grid * bandwidth), "k-", lw=1.5, label="roofline")
+    ax.axvline(ridge, color="0.6", ls=":", lw=1)
+    ax.annotate(f"ridge {ridge:.1f} FLOP/B", (ridge, peak_flops), textcoords="offset points",
+                xytext=(4, -12), fontsize=8, color="0.4")
+    markers = iter("osD^v<>pX*")
+    for name, (intensity, flops) in points.items():
+        ax.plot(intensity, flops, next(markers), ms=6, label=name)
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP per byte moved)",
+           ylabel="FLOP/s")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig, ax
