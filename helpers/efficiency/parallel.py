@@ -68,6 +68,7 @@ from torch.multiprocessing import ProcessRaisedException
 from torch.nn.parallel import DistributedDataParallel
 
 from helpers.data import linear_classification
+from helpers.efficiency.memory import _check_int
 from helpers.verify import EXACT, Check, as_dtype, dtype_name, register
 
 __all__ = ["average_gradients", "broadcast_parameters", "loopback_interface", "launch",
@@ -79,15 +80,6 @@ __all__ = ["average_gradients", "broadcast_parameters", "loopback_interface", "l
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
-
-
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"expected {name} to be an integer, but got {type(value).__name__} "
-                        f"{value!r}")
-    if value < minimum:
-        raise ValueError(f"expected {name} >= {minimum}, but got {value}")
-    return int(value)
 
 
 def _check_positive(name: str, value) -> float:
@@ -343,7 +335,7 @@ def launch(fn: Callable, args: tuple = (), world_size: int = 2, *,
     _check_importable(fn, "fn")
     if not isinstance(args, tuple):
         raise TypeError(f"expected args to be a tuple, but got {type(args).__name__}")
-    world_size = _check_count("world_size", world_size)
+    world_size = _check_int("world_size", world_size, 1)
     timeout = _check_positive("timeout", timeout)
     with tempfile.TemporaryDirectory(prefix="data-parallel-", ignore_cleanup_errors=True) as run:
         context = torch_mp.start_processes(_run_rank, (fn, args, world_size, run, timeout),
@@ -375,9 +367,9 @@ def effective_batch_size(per_device_batch_size: int, world_size: int = 1,
     $b$ samples per device and backward pass, $W$ devices whose gradients are averaged, $A$
     backward passes accumulated before each step.
     """
-    per_device_batch_size = _check_count("per_device_batch_size", per_device_batch_size)
-    world_size = _check_count("world_size", world_size)
-    accumulation_steps = _check_count("accumulation_steps", accumulation_steps)
+    per_device_batch_size = _check_int("per_device_batch_size", per_device_batch_size, 1)
+    world_size = _check_int("world_size", world_size, 1)
+    accumulation_steps = _check_int("accumulation_steps", accumulation_steps, 1)
     # B_eff = b * W * A
     return per_device_batch_size * world_size * accumulation_steps
 
@@ -397,8 +389,8 @@ def linear_scaled_lr(base_lr: float, batch_size: int, base_batch_size: int) -> f
     for Adam a square-root rule, $\gamma_0\sqrt{B/B_0}$, is often used instead.
     """
     base_lr = _check_positive("base_lr", base_lr)
-    batch_size = _check_count("batch_size", batch_size)
-    base_batch_size = _check_count("base_batch_size", base_batch_size)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    base_batch_size = _check_int("base_batch_size", base_batch_size, 1)
     # lr = lr_0 * B / B_0
     return base_lr * batch_size / base_batch_size
 
@@ -444,7 +436,7 @@ def data_parallel_variants(world_size: int = 2) -> dict[str, Variant]:
 
     With SGD the steps are W times too small or large; Adam barely notices.
     """
-    world_size = _check_count("world_size", world_size)
+    world_size = _check_int("world_size", world_size, 1)
     return {
         "from scratch": Variant(after_backward=average_gradients),
         "DDP": Variant(ddp=True),
@@ -618,17 +610,17 @@ def data_parallel_runs(variants: Mapping[str, Variant] | None = None, *, world_s
       `"DDP, local sums / N x W"` (the fix), each `(W, P)`;
     * `"world_size"`, `"steps"`, `"global_batch_size"`, `"seconds"` (wall time of the launch).
     """
-    world_size = _check_count("world_size", world_size)
+    world_size = _check_int("world_size", world_size, 1)
     variants = _check_variants(data_parallel_variants(world_size) if variants is None
                                else variants)
     optimizers = _check_optimizers(DEFAULT_OPTIMIZERS if optimizers is None else optimizers)
     dtypes = tuple(as_dtype(d) for d in dtypes)
-    steps = _check_count("steps", steps)
-    global_batch_size = _check_count("global_batch_size", global_batch_size)
+    steps = _check_int("steps", steps, 1)
+    global_batch_size = _check_int("global_batch_size", global_batch_size, 1)
     if global_batch_size % world_size:
         raise ValueError(f"expected global_batch_size divisible by world_size={world_size} (the "
                          f"same local batch on every rank), but got {global_batch_size}")
-    seed = _check_count("seed", seed, 0)
+    seed = _check_int("seed", seed, 0)
     start = time.perf_counter()
     per_rank = launch(_data_parallel_worker, (variants, optimizers, dtypes, steps,
                                               global_batch_size, seed), world_size,
