@@ -338,9 +338,9 @@ def plot_roofline(bandwidth: float, peak_flops: float, points: dict[str, tuple[f
     ax.axvline(ridge, color="0.6", ls=":", lw=1)
     ax.annotate(f"ridge {ridge:.1f} FLOP/B", (ridge, peak_flops), textcoords="offset points",
                 xytext=(4, -12), fontsize=8, color="0.4")
-    markers = iter("osD^v<>pX*")
-    for name, (intensity, flops) in points.items():
-        ax.plot(intensity, flops, next(markers), ms=6, label=name)
+    # markers shrink one step each, so that kernels at the same point stay visible
+    for index, (name, (intensity, flops)) in enumerate(points.items()):
+        ax.plot(intensity, flops, "osD^v<>pX*"[index % 10], ms=max(10 - index, 4), label=name)
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP per byte moved)",
            ylabel="FLOP/s")
     ax.legend(fontsize=7, loc="lower right")
