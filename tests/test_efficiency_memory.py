@@ -512,3 +512,31 @@ def test_the_registered_count_check_catches_a_storage_counted_twice(monkeypatch)
     monkeypatch.setattr(M, "_summary", per_save)
     table = V.run_checks(M.MEMORY_CHECKS[3:], devices=["cpu"])
     assert all(row.failed for row in table.rows)
+
+
+def test_format_bytes_moves_up_a_unit_when_the_rounding_reaches_it():
+    assert M.format_bytes(999) == "999 B"
+    assert M.format_bytes(999_999) == "1.0 MB"
+    assert M.format_bytes(1024**2 - 1, binary=True) == "1.0 MiB"
+    assert M.format_bytes(31_406_250_000) == "31.4 GB"
+
+
+@pytest.mark.parametrize("stage", [[1], 1.0, "1", True])
+def test_zero_stage_must_be_an_int(stage):
+    with pytest.raises(TypeError, match="ZeRO stage as an int"):
+        M.zero_bytes_per_device(10, 2, stage)
+
+
+@pytest.mark.parametrize("loss_fn", [torch.nn.MSELoss(reduction="sum"),
+                                     torch.nn.MSELoss(reduction="none")])
+def test_accumulation_refuses_a_loss_that_is_not_a_mean(loss_fn):
+    model = torch.nn.Linear(3, 1)
+    with pytest.raises(ValueError, match="reduction='mean'"):
+        M.accumulate_gradients(model, loss_fn, torch.randn(4, 3), torch.randn(4, 1), 2)
+
+
+def test_accumulation_refuses_a_loss_of_several_numbers():
+    model = torch.nn.Linear(3, 1)
+    with pytest.raises(ValueError, match=r"one number.*shape \(2, 1\)"):
+        M.accumulate_gradients(model, lambda out, y: (out - y) ** 2, torch.randn(4, 3),
+                               torch.randn(4, 1), 2)

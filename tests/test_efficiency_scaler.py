@@ -512,3 +512,8 @@ def test_the_trajectory_rejects_a_bad_step_count():
 
 def test_the_public_names_exist():
     assert all(hasattr(E, name) for name in E.__all__)
+
+
+def test_clip_order_effect_refuses_a_zero_gradient():
+    with pytest.raises(ValueError, match="non-zero gradient"):
+        E.clip_order_effect([torch.zeros(4)], max_norm=1.0)

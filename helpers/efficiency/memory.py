@@ -146,19 +146,41 @@ def _batch_size(input: Tensor, target: Tensor) -> int:
     return len(input)
 
 
+def _check_mean_reduction(loss_fn: Callable) -> None:
+    """The weights n_i / N assume mean losses: refuse a loss module or partial that sums."""
+    reduction = getattr(loss_fn, "reduction", None)
+    if reduction is None:
+        reduction = (getattr(loss_fn, "keywords", None) or {}).get("reduction", "mean")
+    if reduction != "mean":
+        raise ValueError(f"expected a loss_fn that averages over the micro-batch "
+                         f"(reduction='mean': the weights n_i / N turn means into the big "
+                         f"batch's mean), but got reduction={reduction!r}")
+
+
+def _described(value) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
 def _accumulate(model: Callable, loss_fn: Callable, input: Tensor, target: Tensor,
                 micro_batches: int | Sequence[int], weight: Callable[[int, int, int], float]
                 ) -> Tensor:
     """Forward and backward of `weight(n_i, N, k) * loss_fn(model(x_i), y_i)` per micro-batch."""
     _check_callable("model", model)
     _check_callable("loss_fn", loss_fn)
+    _check_mean_reduction(loss_fn)
     batch_size = _batch_size(input, target)
     sizes = micro_batch_sizes(batch_size, micro_batches)
     total = torch.zeros((), dtype=input.dtype if input.is_floating_point() else None,
                         device=input.device)
     for x, y in zip(input.split(sizes), target.split(sizes)):
         # w_i L_i, with L_i the mean loss of micro-batch i
-        loss = weight(len(x), batch_size, len(sizes)) * loss_fn(model(x), y)
+        mean_loss = loss_fn(model(x), y)
+        if not isinstance(mean_loss, Tensor) or mean_loss.dim() != 0:
+            raise ValueError(f"expected loss_fn to return one number, the micro-batch's mean "
+                             f"loss, but got {_described(mean_loss)}")
+        loss = weight(len(x), batch_size, len(sizes)) * mean_loss
         # .grad += w_i grad L_i   (backward adds into .grad)
         loss.backward()
         total = total + loss.detach()
@@ -752,7 +774,10 @@ def zero_bytes_per_device(num_parameters: int, num_devices: int, stage: int, *,
     psi = _check_int("num_parameters", num_parameters, 0)
     devices = _check_int("num_devices", num_devices, 1)
     k = _check_int("optimizer_state_multiplier", optimizer_state_multiplier, 0)
-    if isinstance(stage, bool) or stage not in ZERO_STAGES:
+    if isinstance(stage, bool) or not isinstance(stage, numbers.Integral):
+        raise TypeError(f"expected the ZeRO stage as an int in {sorted(ZERO_STAGES)}, but got "
+                        f"{type(stage).__name__} {stage!r}")
+    if stage not in ZERO_STAGES:
         raise ValueError(f"expected a ZeRO stage in {sorted(ZERO_STAGES)}, but got {stage!r}")
     # stage s shards the optimizer state from s >= 1, the gradients from 2, the parameters at 3
     share = {part: 1 / devices if stage >= first else 1.0
@@ -801,6 +826,9 @@ def format_bytes(num_bytes: float, *, binary: bool = False, digits: int = 1) -> 
     # the largest unit u with base^u <= num_bytes
     power = 0
     while power + 1 < len(units) and num_bytes >= base ** (power + 1):
+        power += 1
+    # 999 999 B is '1.0 MB', not '1000.0 kB': the next unit up when the rounding reaches it
+    if power and power + 1 < len(units) and round(num_bytes / base ** power, digits) >= base:
         power += 1
     if power == 0:
         return f"{num_bytes:.0f} B"

@@ -827,6 +827,9 @@ def clip_order_effect(grads: Sequence[Tensor], *, max_norm: float, scale: float 
     grads = [g.detach().float() for g in grads]
     if not grads:
         raise ValueError("expected at least one gradient tensor, but got none")
+    if all(not g.any() for g in grads):
+        raise ValueError("expected a non-zero gradient (the two orders' updates are compared "
+                         "by their ratio), but got all zeros")
     norms = {}
     for order in ("right", "wrong"):
         params = [torch.zeros_like(g, requires_grad=True) for g in grads]

@@ -482,7 +482,12 @@ class CompiledAdam(Optimizer):
     and bfloat16 torch keeps them in float32). Each optimizer compiles its own copy of the update,
     so that torch's limit of 8 compiled versions per function
     (`torch._dynamo.config.recompile_limit`) counts this optimizer's versions only; hitting it
-    raises an error instead of silently running uncompiled (`fullgraph=True`). Under
+    raises an error instead of silently running uncompiled (`fullgraph=True`). float16
+    parameters: eps = 1e-8 rounds to 0 in float16, so an element whose gradient and state are 0
+    at a step gives 0 / 0 = NaN, as torch's `foreach=False` step does (torch's fused kernel
+    computes in float32 and does not). A float32 tensor learning rate: torch then computes the
+    step size (and $1 - \gamma\lambda$) in float32, we in float64, so float64 runs differ from
+    torch's by ~1e-9. Under
     `ATEN_CPU_CAPABILITY`, inductor's graph cache is bypassed (`_inductor_for_this_cpu`).
     """
 
