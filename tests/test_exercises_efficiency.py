@@ -6,6 +6,7 @@ implemented yet", student notebooks up to date) cover this chapter's notebooks t
 """
 
 import math
+import re
 from pathlib import Path
 
 import nbformat
@@ -31,6 +32,14 @@ def step_bytes(read=4, written=3, amsgrad_extra=2, size="itemsize"):
         count = read + written + (amsgrad_extra if amsgrad else 0)
         return count * per_element * numel
     return adam_step_bytes
+
+
+def unfused_step_bytes(numel, dtype, amsgrad=False):  # Adam(foreach=False), kernel by kernel
+    tensors_per_kernel = {"exp_avg.lerp_(grad)": 3, "exp_avg_sq.mul_": 2,
+                          "exp_avg_sq.addcmul_(grad, grad)": 3, "exp_avg_sq.sqrt()": 2,
+                          "/ bias_correction2_sqrt": 2, ".add_(eps)": 2,
+                          "param.addcdiv_(exp_avg, denom)": 4}
+    return numel * dtype.itemsize * sum(tensors_per_kernel.values())
 
 
 def fraction(bytes_per_param=28, bandwidth=2.0e12, inverse=False):
@@ -96,9 +105,13 @@ def sum_reduction(model, loss_fn, micro_batches):  # right for cross-entropy onl
 
 
 def scale_update(reset_on_inf=True, grow_check="torch", inf_first=True, reset_on_growth=True,
-                 backoff="multiply"):
+                 backoff="multiply", hard_coded=()):
     def update_scale(scale, growth_tracker, found_inf, growth_factor=2.0, backoff_factor=0.5,
                      growth_interval=2000):
+        if "growth" in hard_coded:
+            growth_factor = 2.0
+        if "backoff" in hard_coded:
+            backoff_factor = 0.5
         new_scale, tracker = scale, growth_tracker
         if found_inf and inf_first:
             new_scale = scale * backoff_factor if backoff == "multiply" else scale / backoff_factor
@@ -124,6 +137,8 @@ def clip(order="unscale, clip", per_tensor=False, cap=True, eps=1e-6):
         grads = scaled_grads
         if order.startswith("unscale"):
             grads = [g / scale for g in grads]
+        if order.startswith("multiply"):
+            grads = [g * scale for g in grads]
         if "clip" in order:
             if per_tensor:
                 norms = [g.norm() for g in grads]
@@ -137,6 +152,12 @@ def clip(order="unscale, clip", per_tensor=False, cap=True, eps=1e-6):
             grads = [g / scale for g in grads]
         return grads
     return unscale_and_clip
+
+
+def clip_grad_norm_on_the_gradients(scaled_grads, scale, max_norm):
+    grads = [g / scale for g in scaled_grads]
+    torch.nn.utils.clip_grad_norm_(grads, max_norm)  # clips grads[i].grad, and there is none
+    return grads
 
 
 def memory(fp32=(4, 4, 8), mixed=(2, 2, 12)):
@@ -187,6 +208,8 @@ MISTAKES = {
         (step_bytes(size="four"), "every dtype got 4 bytes"),
         (step_bytes(amsgrad_extra=0), "also keeps max_exp_avg_sq"),
         (step_bytes(amsgrad_extra=1), "read AND written back"),
+        (unfused_step_bytes, "the minimum a fused step must move"),
+        (lambda numel, dtype, amsgrad=False: 72 * numel, "the minimum a fused step must move"),
         (lambda numel, dtype, amsgrad=False: 7 * numel * dtype.itemsize + 1,
          "expected 28000 but got 28001"),
     ],
@@ -197,6 +220,9 @@ MISTAKES = {
         (fraction(bandwidth=2 * 1024**4), "not 2^40"),
         (fraction(inverse=True), "upside down"),
         (fraction(bytes_per_param=28 * 8), "that counts bits"),
+        (lambda: 100 * fraction()(), "that is a percentage"),
+        (lambda: 350e6 * 28 / 5.6e-3, "that is the bandwidth the step reached"),
+        (fraction(bytes_per_param=72), "a fraction above 1"),
         (lambda: round(fraction()(), 2), "close, but not exact"),
     ],
     ef.check_accumulate_gradients: [
@@ -222,6 +248,10 @@ MISTAKES = {
         (scale_update(grow_check="early"), "one step early"),
         (scale_update(reset_on_growth=False), "after a growth the tracker restarts at 0"),
         (scale_update(backoff="divide"), "MULTIPLIED by backoff_factor"),
+        (scale_update(hard_coded=("growth", "backoff")),
+         "ignores the growth_factor and backoff_factor it is given"),
+        (scale_update(hard_coded=("growth",)), "ignores the growth_factor it is given"),
+        (scale_update(hard_coded=("backoff",)), "ignores the backoff_factor it is given"),
         (lambda scale, tracker, found_inf, *args, **kwargs: scale,
          "your function returned 65536.0 at step 1: return the pair"),
     ],
@@ -231,6 +261,9 @@ MISTAKES = {
         (clip(cap=False), "must be capped at 1"),
         (clip(per_tensor=True), "each tensor by its own norm"),
         (clip(order="unscale"), "unscaled but not clipped"),
+        (clip_grad_norm_on_the_gradients, "it clips the .grad of the tensors it is given"),
+        (clip(order="multiply, clip"), "you MULTIPLIED the gradients by the scale"),
+        (clip(eps=1e-7), "agree with the expected ones in dtype, shapes and global norm"),
         (clip(eps=0.0), "with 1e-6 added to the norm"),
         (lambda grads, scale, max_norm: torch.cat([g.flatten() for g in clip()(grads, scale,
                                                                              max_norm)]),
@@ -352,6 +385,17 @@ def in_place_all_reduce(local_grads, local_batch_sizes):  # each rank scales its
     for g, n in zip(local_grads, local_batch_sizes):
         g.mul_(n / total)
     return torch.stack(local_grads).sum(0)
+
+
+def test_gradients_alike_in_their_description_are_told_apart_by_their_values():
+    # eps = 1e-7: a difference of 2e-7 in the gradients, none in their global norm to 6 digits
+    message = ef.check_unscale_and_clip(clip(eps=1e-7)).message
+    yours, expected = re.search(r"yours (\S+), expected (\S+)", message).groups()
+    assert float(yours) != float(expected), message
+    assert "on input a list of 2 torch.float64 tensors" in message
+    # gradients whose descriptions differ keep them: the global norms tell them apart
+    message = ef.check_unscale_and_clip(clip(eps=1e-5)).message
+    assert "with a global norm of 1 but got" in message and "norm of 0.999998" in message
 
 
 def test_a_step_that_returns_no_pair_is_told_what_came():

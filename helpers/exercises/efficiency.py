@@ -22,7 +22,9 @@ told so.
 
 Lists of tensors given to a learner's function are copied for every call (`_copied_lists`):
 unscaling and all-reducing are done in place in practice, and a function that does so must not
-spoil the next call.
+spoil the next call. Gradients are described by their dtype, shapes and global norm; where the
+learner's and the expected ones look alike in that description, the verdict names instead where
+their values differ most (`_told_apart`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from helpers.exercises import (
     check_procedure,
     lists_as_tuples,
     seeded,
+    values_differ,
+    wrong,
 )
 
 
@@ -108,11 +112,29 @@ def _adam_bytes(read: int = 4, written: int = 3, amsgrad_extra: int = 2, bits: b
     return adam_step_bytes
 
 
+def _unfused_adam_bytes(numel, dtype, amsgrad=False) -> int:
+    """The bytes the unfused Adam step (`torch.optim.Adam(foreach=False)`, one element-wise
+    kernel after another) moves in float32 without AMSGrad, 72 per parameter: 18 tensors of 4
+    bytes, each read or written by one kernel (lerp_ 3, mul_ 2, addcmul_ 3, sqrt 2, division 2,
+    add_ 2, addcdiv_ 4). Other dtypes and AMSGrad are not counted (it raises there)."""
+    if dtype != torch.float32 or amsgrad:
+        raise ValueError(f"expected float32 without AMSGrad but got {dtype}, amsgrad={amsgrad}")
+    return numel * 18 * dtype.itemsize
+
+
 def adam_bytes_cases() -> list[tuple]:
     """(numel, dtype[, amsgrad]): GPT-2 small's 124 M parameters, half precision, float64,
     AMSGrad."""
     return [(1000, torch.float32), (124_439_808, torch.float32), (7, torch.float16, True),
             (10**9, torch.bfloat16), (3, torch.float64, True), (5, torch.float32, False)]
+
+
+_UNFUSED = ("72 bytes per float32 parameter, 18 tensors, is what the unfused step moves "
+            "(Adam with foreach=False: lerp_, mul_, addcmul_, sqrt, a division, add_ and "
+            "addcdiv_, each kernel reading and writing whole tensors, its intermediates too); the "
+            "question asks the minimum a fused step must move: read param, grad, exp_avg and "
+            "exp_avg_sq once and write param, exp_avg and exp_avg_sq once, 7 tensors, 28 bytes "
+            "per float32 parameter")
 
 
 def check_adam_step_bytes(adam_step_bytes) -> Verdict:
@@ -144,6 +166,7 @@ def check_adam_step_bytes(adam_step_bytes) -> Verdict:
         Diagnosis(_adam_bytes(amsgrad_extra=1),
                   "AMSGrad's max_exp_avg_sq is read AND written back (it is updated in place by "
                   "the maximum): 2 more tensors, not 1"),
+        Diagnosis(_unfused_adam_bytes, _UNFUSED),
     ], rtol=1e-12, atol=0.0)
 
 
@@ -185,6 +208,19 @@ def check_bandwidth_fraction(bandwidth_fraction) -> Verdict:
          "by the measured time, at most 1"),
         (_bandwidth_fraction(itemsize=32),
          "that counts bits: a float32 element is 4 bytes"),
+        (100 * _bandwidth_fraction(),
+         "that is a percentage: the question asks for the fraction, a number between 0 and 1 "
+         "(divide by 100)"),
+        (_bandwidth_fraction() * q["bandwidth"],
+         "that is the bandwidth the step reached, in bytes per second (the bytes it must move "
+         "divided by the measured time): the fraction divides it by the bandwidth the memory "
+         "can reach, the GPU's 2.0 TB/s"),
+        (_bandwidth_fraction(tensors=18),
+         "a fraction above 1 would mean the step moved its bytes faster than the memory can, "
+         "so something is upside down or counted too often: 2.25 comes from 72 bytes per "
+         "parameter (18 tensors), what the unfused step moves, each of its kernels reading and "
+         "writing whole tensors; the roofline counts the minimum a fused step must move, 7 "
+         "tensors, 28 bytes per parameter"),
     ], rtol=1e-9, atol=0.0)
 
 
@@ -494,12 +530,18 @@ def scale_cases() -> list[_ScaleCase]:
 
 
 def _update(reset_on_inf: bool = True, grows_after: int = 0, inf_first: bool = True,
-            reset_on_growth: bool = True, backoff: str = "multiply") -> Callable:
+            reset_on_growth: bool = True, backoff: str = "multiply",
+            fixed_growth: float | None = None, fixed_backoff: float | None = None) -> Callable:
     """GradScaler's update with one part changed: the tracker kept on an inf, growth
     `grows_after` steps later than torch's (-1: one early), growth checked before the inf,
-    the tracker not restarted after a growth, the backoff applied as a division."""
+    the tracker not restarted after a growth, the backoff applied as a division, a growth or
+    backoff factor written into the code (`fixed_growth`, `fixed_backoff`) in place of the
+    argument."""
     def update_scale(scale, growth_tracker, found_inf, growth_factor=2.0, backoff_factor=0.5,
                      growth_interval=2000):
+        growth_factor = growth_factor if fixed_growth is None else fixed_growth
+        backoff_factor = backoff_factor if fixed_backoff is None else fixed_backoff
+
         def backed_off():
             factor = backoff_factor if backoff == "multiply" else 1 / backoff_factor
             return scale * factor, 0 if reset_on_inf else growth_tracker
@@ -522,6 +564,14 @@ def check_update_scale(update_scale) -> Verdict:
     interval = ("the scale grows after exactly growth_interval clean steps in a row: add 1 to "
                 "the tracker, and when it then equals growth_interval multiply the scale by "
                 "growth_factor and restart the tracker at 0")
+
+    def hard_coded(**defaults: float) -> str:
+        names = " and ".join(defaults)
+        used = " and ".join(f"{value} for {name}" for name, value in defaults.items())
+        return (f"your scale ignores the {names} it is given: it multiplies by the default, "
+                f"{used}, even where a run passes another value; multiply by the "
+                f"argument{'s' if len(defaults) > 1 else ''}, not by a number written in "
+                f"the code")
     return check_procedure("update_scale", update_scale, _torch_update_scale, scale_cases(), [
         Diagnosis(_update(reset_on_inf=False),
                   "after an inf the growth tracker restarts at 0: growth needs growth_interval "
@@ -538,6 +588,10 @@ def check_update_scale(update_scale) -> Verdict:
         Diagnosis(_update(backoff="divide"),
                   "on an inf the scale is MULTIPLIED by backoff_factor (0.5: halved), so that "
                   "the next scaled gradients fit in float16; dividing by it doubles the scale"),
+        Diagnosis(_update(fixed_growth=2.0, fixed_backoff=0.5),
+                  hard_coded(growth_factor=2.0, backoff_factor=0.5)),
+        Diagnosis(_update(fixed_growth=2.0), hard_coded(growth_factor=2.0)),
+        Diagnosis(_update(fixed_backoff=0.5), hard_coded(backoff_factor=0.5)),
     ], rtol=1e-6, atol=0.0)
 
 
@@ -560,8 +614,9 @@ def _torch_unscale_and_clip(scaled_grads, scale, max_norm):
 def _clip(order: str = "unscale first", norm: str = "global", cap: bool = True,
           eps: float = 1e-6) -> Callable:
     """Unscale and clip with one part changed: `order` 'unscale first', 'clip first' (then
-    divide), 'never unscaled'; the norm 'global' or 'per tensor'; the factor capped at 1 or
-    not; eps in max_norm / (norm + eps); 'no clip' at all."""
+    divide), 'never unscaled', 'multiplied' (by the scale, then clipped); the norm 'global' or
+    'per tensor'; the factor capped at 1 or not; eps in max_norm / (norm + eps); 'no clip' at
+    all."""
     def clipped(grads, max_norm):
         if norm == "per tensor":
             return [g * factor_for([g], max_norm) for g in grads]
@@ -580,6 +635,8 @@ def _clip(order: str = "unscale first", norm: str = "global", cap: bool = True,
             return [g / scale for g in clipped(scaled_grads, max_norm)]
         if order == "never unscaled":
             return clipped(scaled_grads, max_norm)
+        if order == "multiplied":
+            return clipped([g * scale for g in scaled_grads], max_norm)
         return clipped([g / scale for g in scaled_grads], max_norm)
     return unscale_and_clip
 
@@ -638,21 +695,62 @@ def _as_gradients(function):
     return described
 
 
+def _largest_difference(got: _Gradients, expected: _Gradients) -> str:
+    """Which gradient differs most from the expected one, where, and by how much."""
+    def difference(i: int) -> float:
+        gap = got[i].detach().double() - expected[i].detach().double()
+        return gap.abs().nan_to_num(nan=math.inf).max().item()
+
+    worst = max(range(len(expected)), key=difference)
+    return f"most in gradient {worst}{values_differ(got[worst], expected[worst])}"
+
+
+def _told_apart(verdict: Verdict, learner: Callable, reference: Callable,
+                cases: list[tuple]) -> Verdict:
+    """`verdict`, unless it reads "expected X but got X": the learner's gradients and the
+    expected ones alike in dtype, shapes and global norm to the digits shown; then it names
+    where their values differ most instead."""
+    if verdict.passed or not callable(learner):
+        return verdict
+    for case in cases:
+        expected = reference(*case)
+        try:
+            got = learner(*case)
+        except Exception:  # noqa: BLE001 - the verdict already names the learner's error
+            continue
+        inputs = ", ".join(repr(a) for a in case)
+        if isinstance(got, _Gradients) and len(got) == len(expected) and \
+                verdict.message == f"expected {expected!r} but got {got!r} on input {inputs}" \
+                and repr(got) == repr(expected):
+            return wrong(verdict.task, f"your gradients agree with the expected ones in dtype, "
+                                       f"shapes and global norm to 6 digits, but their values "
+                                       f"differ on input {inputs}: "
+                                       f"{_largest_difference(got, expected)}")
+    return verdict
+
+
 def check_unscale_and_clip(unscale_and_clip) -> Verdict:
     """Task 5: `unscale_and_clip(scaled_grads, scale, max_norm)`, the gradients (a list, one
     per parameter) divided by the loss scale and then clipped to a global norm of at most
     `max_norm`, as `scaler.unscale_(optimizer)` then `torch.nn.utils.clip_grad_norm_` leave
     them."""
-    return check_function("unscale_and_clip", _as_gradients(_copied_lists(unscale_and_clip)),
-                          _as_gradients(_torch_unscale_and_clip), clip_cases(), [
+    learner = _as_gradients(_copied_lists(unscale_and_clip))
+    reference = _as_gradients(_torch_unscale_and_clip)
+    verdict = check_function("unscale_and_clip", learner, reference, clip_cases(), [
         Diagnosis(_clip(order="clip first"),
                   "you clipped the SCALED gradients, whose norm is the scale times too large, "
                   "so they were clipped far too much (then divided by the scale): unscale "
                   "first, divide by the scale (scaler.unscale_(optimizer)), then clip"),
         Diagnosis(_clip(order="never unscaled"),
                   "every result has norm max_norm, even where the unscaled gradient was already "
-                  "shorter: the gradients were clipped while still scaled (or multiplied by the "
-                  "scale) and never divided by it; divide by the scale first, then clip"),
+                  "shorter: the gradients were clipped while still scaled and never divided by "
+                  "it; divide by the scale first, then clip"),
+        Diagnosis(_clip(order="multiplied"),
+                  "you MULTIPLIED the gradients by the scale: unscaling DIVIDES by it (backward "
+                  "of the scaled loss left scale x g in .grad); multiplied, they were scale^2 "
+                  "times too large, and clipping brought every norm down to max_norm, even "
+                  "where the unscaled gradient was already shorter; divide by the scale, "
+                  "then clip"),
         Diagnosis(_clip(cap=False),
                   "the clip factor max_norm / (norm + 1e-6) must be capped at 1: a gradient "
                   "already shorter than max_norm is left alone, not stretched to max_norm"),
@@ -662,11 +760,16 @@ def check_unscale_and_clip(unscale_and_clip) -> Verdict:
                   "scales them all by the same factor"),
         Diagnosis(_clip(order="no clip"),
                   "the gradients are unscaled but not clipped: where their global norm exceeds "
-                  "max_norm, multiply them all by max_norm / (norm + 1e-6)"),
+                  "max_norm, multiply them all by max_norm / (norm + 1e-6). If you called "
+                  "torch.nn.utils.clip_grad_norm_(grads, max_norm) on the gradients: it clips "
+                  "the .grad of the tensors it is given (the parameters), and the gradient "
+                  "tensors have no .grad, so it changed nothing; multiply by the factor "
+                  "yourself (or set each gradient as the .grad of a tensor and clip those)"),
         Diagnosis(_clip(eps=0.0),
                   "close: torch's factor is max_norm / (total_norm + 1e-6), with 1e-6 added to "
                   "the norm (it guards against a norm of 0)"),
     ], rtol=1e-9, atol=1e-12)
+    return _told_apart(verdict, learner, reference, clip_cases())
 
 
 # --------------------------------------------------------------------------------------------
