@@ -540,3 +540,20 @@ def test_accumulation_refuses_a_loss_of_several_numbers():
     with pytest.raises(ValueError, match=r"one number.*shape \(2, 1\)"):
         M.accumulate_gradients(model, lambda out, y: (out - y) ** 2, torch.randn(4, 3),
                                torch.randn(4, 1), 2)
+
+
+
+def test_zero_shards_the_gradients_from_stage_2_and_the_parameters_at_stage_3():
+    psi, devices = 1000, 8  # K = 12: 2 Psi parameters, 2 Psi gradients, 12 Psi state
+    assert [M.zero_bytes_per_device(psi, devices, stage) for stage in range(4)] == [
+        {"parameters": 2000, "gradients": 2000, "optimizer_state": 12000},
+        {"parameters": 2000, "gradients": 2000, "optimizer_state": 1500},
+        {"parameters": 2000, "gradients": 250, "optimizer_state": 1500},
+        {"parameters": 250, "gradients": 250, "optimizer_state": 1500}]
+
+
+def test_best_segments_takes_the_smallest_s_on_a_tie():
+    # L = 6: M(2) = 2 + 3 = M(3) = 3 + 2 = 5; s = 2 recomputes 3 layers, s = 3 recomputes 4
+    assert M.checkpoint_saved_activations(6, 2) == M.checkpoint_saved_activations(6, 3) == 5
+    assert M.checkpoint_forward_calls(6, 2) < M.checkpoint_forward_calls(6, 3)
+    assert M.best_segments(6) == 2

@@ -335,3 +335,58 @@ def test_the_first_rank_to_fail_is_reported(tmp_path):
     assert first.msg.endswith("ValueError: rank 1 could not find its shard")
     os.utime(files[0], ns=(0, 0))  # rank 0 failed first after all: torch's choice stands
     assert P._first_failure(context, seen) is seen
+
+
+
+def broadcast_a_batchnorm(rank):
+    """A BatchNorm whose weight and running mean differ per rank, then broadcast_parameters."""
+    module = torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        module.weight.fill_(rank + 1.0)
+        module.running_mean.fill_(rank + 1.0)
+    P.broadcast_parameters(module)
+    return module.weight.tolist(), module.running_mean.tolist()
+
+
+def rank_after_a_pause(rank):
+    if rank == 0:
+        time.sleep(1.0)  # rank 0 finishes last
+    return rank
+
+
+def threads_seen(rank):
+    return torch.get_num_threads()
+
+
+def test_broadcast_copies_the_buffers_too():
+    assert P.launch(broadcast_a_batchnorm) == [([1.0] * 3, [1.0] * 3)] * 2
+
+
+def test_launch_returns_the_results_in_rank_order_not_in_finishing_order():
+    assert P.launch(rank_after_a_pause) == [0, 1]
+
+
+def test_an_infinite_number_is_refused():
+    with pytest.raises(ValueError, match="expected a finite base_lr > 0, but got inf"):
+        P.linear_scaled_lr(float("inf"), 512, 256)
+    with pytest.raises(ValueError, match="expected a finite timeout > 0, but got inf"):
+        P.launch(rank_world_and_sum, timeout=float("inf"))
+
+
+def test_each_rank_runs_with_one_thread(tmp_path, monkeypatch):
+    # _run_rank in this process, with the process group calls replaced: the thread count
+    # must be 1 whatever the caller's (and whatever OMP_NUM_THREADS says)
+    import pickle
+
+    monkeypatch.setattr(P.dist, "FileStore", lambda *args: None)
+    monkeypatch.setattr(P.dist, "init_process_group", lambda *args, **kwargs: None)
+    monkeypatch.setattr(P.dist, "destroy_process_group", lambda: None)
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "unchanged")  # _run_rank sets it; restored after
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        P._run_rank(0, threads_seen, (), 1, str(tmp_path), 10.0)
+    finally:
+        torch.set_num_threads(previous)
+    with open(tmp_path / "result0.pickle", "rb") as file:
+        assert pickle.load(file) == 1

@@ -517,3 +517,11 @@ def test_the_public_names_exist():
 def test_clip_order_effect_refuses_a_zero_gradient():
     with pytest.raises(ValueError, match="non-zero gradient"):
         E.clip_order_effect([torch.zeros(4)], max_norm=1.0)
+
+
+
+def test_float16_cast_fractions_put_the_smallest_normal_in_one_class():
+    # 2**-14 is float16's smallest normal (normal, not subnormal); 2**-15 is subnormal;
+    # 65504 is the largest finite float16 (normal, not overflow)
+    fractions = E.float16_cast_fractions(torch.tensor([2.0**-14, 2.0**-15, 65504.0, 2.0**-24]))
+    assert fractions == dict(zero=0.0, subnormal=0.5, normal=0.5, overflow=0.0)

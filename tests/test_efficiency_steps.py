@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.efficiency import steps as steps
+from helpers.efficiency import steps
 from helpers.efficiency.steps import (
     ADAM_PASSES,
     FLOAT32_STEP_TOLERANCE,
@@ -385,3 +385,41 @@ def test_profile_splits_a_step_into_three_parts(capfd):
     assert "profiler_start" not in capfd.readouterr().err
     with pytest.raises(ValueError, match="expected steps >= 1"):
         profile_training_step(model, F.cross_entropy, optimizer, inputs, targets, steps=0)
+
+
+
+def test_time_interleaved_times_only_the_rounds_after_the_warmup():
+    import time
+
+    pauses = iter([0.2, 0.2, 0.0])  # two slow warm-up calls (allocation, compilation), then fast
+    times = time_interleaved({"a": lambda: time.sleep(next(pauses))}, repeats=1, warmup=2)
+    assert times["a"] < 0.1  # the median of the one timed call, not of the warm-up ones
+
+
+def test_copy_bandwidth_counts_the_read_and_the_write(monkeypatch):
+    monkeypatch.setattr(steps, "time_interleaved", lambda candidates, **_: {"copy": 0.5})
+    # 2 N s / t: 1000 elements of 4 (8) bytes, read once and written once, in 0.5 s
+    assert copy_bandwidth(1000, torch.float32) == 2 * 1000 * 4 / 0.5
+    assert copy_bandwidth(1000, torch.float64, in_place=True) == 2 * 1000 * 8 / 0.5
+
+
+def test_negative_eps_and_weight_decay_are_refused_as_by_torch():
+    for cls in (partial(CompiledAdam, backend=None), torch.optim.Adam):
+        with pytest.raises(ValueError, match="Invalid epsilon value"):
+            cls(tiny_problem(), eps=-1e-8)
+        with pytest.raises(ValueError, match="Invalid weight_decay value"):
+            cls(tiny_problem(), weight_decay=-0.1)
+
+
+def test_profile_reports_milliseconds_per_step():
+    import time
+
+    class SlowLinear(torch.nn.Linear):
+        def forward(self, x):
+            time.sleep(0.02)  # 20 ms of forward pass per step
+            return super().forward(x)
+
+    model = SlowLinear(8, 3)
+    split = profile_training_step(model, F.cross_entropy, torch.optim.SGD(model.parameters()),
+                                  torch.randn(4, 8), torch.randint(0, 3, (4,)), steps=4)
+    assert 15 < split["forward"]["ms"] < 60, split  # per step; the total of 4 steps is >= 80
