@@ -386,14 +386,16 @@ def lr_range_test(model: torch.nn.Module, optimizer, loss_fn: Callable, batches:
     exceeds `diverge_threshold` times its best value. The steepest-descent rate ignores the
     first `skip_start` steps, where the average is still dominated by a few batches' noise.
     `batches` yields `(inputs, targets)` and
-    is cycled if shorter than `num_iter`. The model's parameters and buffers and the optimizer's
-    state (learning rates included) are restored afterwards, whatever happens.
+    is cycled if shorter than `num_iter`. The model's parameters and buffers, the training / eval
+    mode of each of its modules and the optimizer's state (learning rates included) are restored
+    afterwards, whatever happens.
     """
     if diverge_threshold <= 1:
         raise ValueError(f"expected diverge_threshold > 1, but got {diverge_threshold}")
     lrs = geometric_lrs(start_lr, end_lr, num_iter)
     saved_model = copy.deepcopy(model.state_dict())
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    saved_modes = [(module, module.training) for module in model.modules()]
     losses, divergence, best = [], None, math.inf
     try:
         stream = _cycle(batches)
@@ -415,6 +417,8 @@ def lr_range_test(model: torch.nn.Module, optimizer, loss_fn: Callable, batches:
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optimizer)
+        for module, training in saved_modes:
+            module.training = training
     smoothed = smooth_losses(losses, smoothing)
     recorded = lrs[:len(losses)]
     until = len(losses) - 1 if divergence is not None else len(losses)  # skip the blow-up

@@ -254,3 +254,14 @@ def test_range_test_cycles_short_data_and_refuses_empty_data():
     assert len(result.losses) == 20 and result.divergence_lr is None
     with pytest.raises(ValueError, match="at least one batch"):
         S.lr_range_test(model, opt, torch.nn.functional.mse_loss, [], num_iter=5)
+
+
+def test_range_test_restores_the_mode_of_every_module():
+    model, batches = regression_problem()
+    model = torch.nn.Sequential(torch.nn.Dropout(0.0), model)
+    model.eval()
+    model[0].train()  # a mixed model: one module in training mode, the rest in eval mode
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    S.lr_range_test(model, opt, torch.nn.functional.mse_loss, batches, start_lr=1e-5,
+                    end_lr=1e-3, num_iter=5)
+    assert [m.training for m in model.modules()] == [False, True, False]

@@ -226,3 +226,9 @@ def test_a_device_independent_check_says_so_on_other_devices():
     assert [r.verdict for r in table.rows if r.device != "cpu"] == [
         "skipped: cpu-only check", "skipped: cpu-only check"]
     assert all(r.passed for r in cpu_rows(table))
+
+
+def test_command_line_fails_when_every_row_was_skipped(capsys):
+    # softplus is not checked in bfloat16 (every row skipped): a run that checked nothing fails
+    assert V.main(["-k", "softplus", "--dtype", "bfloat16"]) == 3
+    assert "nothing was verified" in capsys.readouterr().err
