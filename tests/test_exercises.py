@@ -1,6 +1,5 @@
 """Exercise checkers: solutions pass, typical mistakes get their hint, nothing crashes."""
 
-import ast
 import math
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from exercise_harness import mistake_tests
+from exercise_harness import exercise_tests, verdicts_of
 from nbclient import NotebookClient
 
 from helpers import exercises as E
@@ -19,6 +18,9 @@ from helpers.exercises import student
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "exercises" / "solutions").glob("*.ipynb"))
+OWN_SOLUTIONS = [ROOT / "exercises" / "solutions" / name
+                 for name in ("01_mse_loss.ipynb", "02_cross_entropy.ipynb")]
+LN2, LN10 = math.log(2), math.log(10)
 
 
 def ids(paths):
@@ -33,6 +35,23 @@ def picked(x, y):
     return F.log_softmax(x, dim=1)[torch.arange(len(y)), y]
 
 
+def softplus(x):
+    return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
+
+
+def no_max_back(x):
+    m = x.max(-1, keepdim=True).values
+    return x - torch.log(torch.exp(x - m).sum(-1, keepdim=True))
+
+
+def kept(x, y, i):
+    return -F.log_softmax(x[y != i], 1)[torch.arange(int((y != i).sum())), y[y != i]]
+
+
+def bce_terms(x, y, p_pos, p_neg):
+    return p_pos * y * softplus(-x) + p_neg * (1 - y) * softplus(x)
+
+
 MISTAKES = {
     mse.check_mse: [
         (lambda x, y: ((x - y) ** 2).sum(), "the sum, not the mean"),
@@ -40,6 +59,8 @@ MISTAKES = {
         (lambda x, y: (x - y).mean() ** 2, "squared the mean residual"),
         (lambda x, y: ((x - y) ** 2).mean().sqrt(), "root mean squared"),
         (lambda x, y: ((x - y) ** 2).sum() / x.shape[0], "not by the number of rows"),
+        (lambda x, y: 0.5 * ((x - y) ** 2).mean(), "half the MSE"),
+        (lambda x, y: ((x - y) ** 2).mean() / 3, "yours is exactly 1/3 × the expected value"),
     ],
     mse.check_mse_grad: [
         (lambda x, y: (x - y) / x.numel(), "factor 2"),
@@ -53,7 +74,10 @@ MISTAKES = {
     ],
     mse.check_fixed_shapes: [
         (lambda p, t: ((p - t) ** 2).mean(), "still the broadcast loss"),
-        (lambda p, t: ((p.squeeze(1) - t) ** 2).sum(), "values differ"),
+        (lambda p, t: ((p.squeeze(1) - t) ** 2).sum(),
+         "values differ on input a torch.float32 tensor of shape (6, 1)"),
+        (lambda p, t: ((p.squeeze(1) - t) ** 2).sum(), "yours is exactly 6 × the expected value "
+         "(6 = the number of elements of the input of shape (6, 1))"),
     ],
     mse.check_gaussian_nll: [
         (lambda x, y, v: ((x - y) ** 2 / (2 * v)).sum() + x.numel() / 2 * math.log(v),
@@ -77,6 +101,10 @@ MISTAKES = {
         (lambda x: F.log_softmax(x, dim=1), "the LAST dimension"),
         (lambda x: (x - x.max()) - torch.log(torch.exp(x - x.max()).sum(-1, keepdim=True)),
          "each row's own maximum"),
+        (no_max_back, "add the maximum back"),
+        (lambda x: x - x.max(-1).values, "must have shape (5, 1): pass keepdim=True"),
+        (lambda x: x - torch.logsumexp(x, -1), "has shape (5,), but to broadcast"),
+        (lambda x: F.log_softmax(x, -1) / LN2, "log2 of the probabilities (bits)"),
     ],
     ce.check_cross_entropy: [
         (lambda x, y: -picked(x, y).sum(), "the sum, not the mean"),
@@ -86,6 +114,17 @@ MISTAKES = {
         (lambda x, y: F.cross_entropy(F.softmax(x, dim=1), y), "softmax twice"),
         (lambda x, y: -torch.log(F.softmax(x, 1)[torch.arange(len(y)), y]).mean(),
          "inf or nan where the answer is finite"),
+        (lambda x, y: -no_max_back(x)[torch.arange(len(y)), y].mean(),
+         "add the maximum back in the log-sum-exp"),
+        (lambda x, y: -(x - torch.logsumexp(x, 1))[torch.arange(len(y)), y].mean(),
+         "of shape (6, 4), x.max(dim=-1) (or .sum(dim=-1), torch.logsumexp) has shape (6,), but "
+         "to broadcast against the logits it must have shape (6, 1): pass keepdim=True"),
+        (lambda x, y: F.cross_entropy(x, y) / LN2, "in bits (log2)"),
+        (lambda x, y: -torch.log2(F.softmax(x.double(), 1))[torch.arange(len(y)), y].mean().to(
+            x.dtype), "1/ln 2 ≈ 1.443"),
+        (lambda x, y: F.cross_entropy(x, y) / LN10, "uses log10"),
+        (lambda x, y: np.float32(F.cross_entropy(x, y).item()),
+         "returned a NumPy float32 scalar; expected a torch tensor"),
     ],
     ce.check_cross_entropy_grad: [
         (lambda x, y: F.softmax(x, 1) - F.one_hot(y, x.shape[1]).to(x.dtype),
@@ -114,13 +153,166 @@ MISTAKES = {
     ce.check_smoothing_floor: [
         (lambda: 0.0, "cannot reach 0"),
         (lambda: -(0.925 * math.log(0.925)), "all four classes"),
+        (lambda: -sum(q * math.log2(q) for q in (0.925, 0.025, 0.025, 0.025)), "in bits"),
+        (lambda: -sum(q * math.log10(q) for q in (0.925, 0.025, 0.025, 0.025)), "with log10"),
+    ],
+    ce.check_softplus: [
+        (lambda x: torch.log(1 + torch.exp(x)), "overflow: exp(1e4) is inf"),
+        (lambda x: torch.log1p(torch.exp(x)), "overflow: exp(1e4) is inf"),
+        (lambda x: x + torch.log1p(torch.exp(-x)), "exact on paper"),
+        (lambda x: torch.relu(x) + torch.log1p(torch.exp(-x)), "absolute value is missing"),
+        (lambda x: torch.relu(x), "that is the ReLU"),
+        (lambda x: torch.log1p(torch.exp(-x.abs())), "the max(x, 0) part is missing"),
+        (lambda x: softplus(x) / LN2, "yours is exactly 1/ln 2 ≈ 1.443 × the expected value"),
+    ],
+    ce.check_bce_with_logits: [
+        (lambda x, y: -(y * torch.log(torch.sigmoid(x))
+                        + (1 - y) * torch.log(1 - torch.sigmoid(x))).mean(), "log(0) = -inf"),
+        (lambda x, y: F.binary_cross_entropy(torch.sigmoid(x), y), "clamps each log at -100"),
+        (lambda x, y: (softplus(x) + x * y).mean(), "the sign of x y"),
+        (lambda x, y: (torch.log1p(torch.exp(-x.abs())) - x * y).mean(), "max(x, 0) term"),
+        (lambda x, y: (x.clamp(min=0) - x * y + torch.log1p(torch.exp(-x))).mean(),
+         "exp of -|x|, not of -x"),
+        (lambda x, y: (softplus(x) - x * y).sum(), "yours is exactly 8 × the expected value "
+         "(8 = the number of elements of the input of shape (8,))"),
+    ],
+    ce.check_bce_pos_weight: [
+        (lambda x, y, p: bce_terms(x, y, 1.0, p).mean(), "multiplies the POSITIVE term"),
+        (lambda x, y, p: bce_terms(x, y, p, p).mean(), "weighs the whole loss"),
+        (lambda x, y, p: bce_terms(x, y, p, 1.0).sum() / (1 + (p - 1) * y).sum(),
+         "not by the total weight"),
+        (lambda x, y, p: -(p * y * torch.log(torch.sigmoid(x))
+                           + (1 - y) * torch.log(1 - torch.sigmoid(x))).mean(), "log(0) = -inf"),
+        (lambda x, y, p: bce_terms(x, y, 1 / p, 1.0).mean(), "it does not divide it"),
+        (lambda x, y, p: F.binary_cross_entropy_with_logits(x, y), "values differ"),
+    ],
+    ce.check_cross_entropy_ignore: [
+        (lambda x, y, i: kept(x, y, i).sum() / len(y), "the mean's denominator"),
+        (lambda x, y, i: F.cross_entropy(x, y), "it is not always -100"),
+        (lambda x, y, i: F.cross_entropy(x, y, ignore_index=-100), "it is not always -100"),
+        (lambda x, y, i: kept(x, y, i).sum() / max(int((y != i).sum()), 1), "not 0"),
+        (lambda x, y, i: -F.log_softmax(x, 1)[torch.arange(int((y != i).sum())),
+                                              y[y != i]].mean(), "logits[keep] too"),
+        (lambda x, y, i: -F.log_softmax(x, 1)[torch.arange(len(y)), y].mean(),
+         "a target equal to ignore_index (-100) is not a class index"),
+        (lambda x, y, i: -(x - torch.logsumexp(x, 1))[y != i][
+            torch.arange(int((y != i).sum())), y[y != i]].mean(), "must have shape (6, 1)"),
+    ],
+    ce.check_soft_cross_entropy: [
+        (lambda x, q, w: -((q if w is None else w * q) * F.log_softmax(x, 1)).mean(),
+         "divides by C once too often"),
+        (lambda x, q, w: -((q if w is None else w * q) * F.log_softmax(x, 1)).sum()
+         / (q if w is None else w * q).sum(), "not by the total weight"),
+        (lambda x, q, w: F.cross_entropy(x, q.argmax(1), weight=w), "hard labels"),
+        (lambda x, q, w: ((1 if w is None else w) * (torch.xlogy(q, q) - q * F.log_softmax(
+            x, 1))).sum(1).mean(), "KL divergence"),
+        (lambda x, q, w: F.kl_div(F.log_softmax(x, 1), q, reduction="batchmean"),
+         "values differ"),  # KL without the weights: no single mistake
+        (lambda x, q, w: F.cross_entropy(x, q), "class weights are missing"),
+        (lambda x, q, w: -F.cross_entropy(x, q, weight=w), "(the sign is flipped)"),
+        (lambda x, q, w: -(q * (x - torch.logsumexp(x, 1))).sum(1).mean(),
+         "it must have shape (5, 1): pass keepdim=True"),
     ],
 }
-(test_a_typical_mistake_is_rejected_with_its_hint,
- test_every_task_has_at_least_two_diagnosed_mistakes,
- test_a_missing_answer_says_not_implemented,
- test_checkers_never_crash_on_broken_answers,
- test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+globals().update(exercise_tests(MISTAKES, *OWN_SOLUTIONS))
+
+
+def test_the_new_chapter_02_tasks_diagnose_at_least_three_mistakes_each():
+    for check in (ce.check_softplus, ce.check_bce_with_logits, ce.check_bce_pos_weight,
+                  ce.check_cross_entropy_ignore, ce.check_soft_cross_entropy):
+        assert len({hint for _, hint in MISTAKES[check] if hint != "values differ"}) >= 3
+
+
+@pytest.mark.parametrize("check, reference", [
+    (ce.check_softplus, F.softplus),
+    (ce.check_bce_with_logits, F.binary_cross_entropy_with_logits),
+    (ce.check_bce_pos_weight,
+     lambda x, y, p: F.binary_cross_entropy_with_logits(x, y, pos_weight=p)),
+    (ce.check_cross_entropy_ignore, lambda x, y, i: F.cross_entropy(x, y, ignore_index=i)),
+    (ce.check_soft_cross_entropy, lambda x, q, w: F.cross_entropy(x, q, weight=w)),
+], ids=lambda c: getattr(c, "__name__", ""))
+def test_the_new_checkers_compare_with_torch_also_at_logits_of_1e4(check, reference):
+    assert check(reference).passed
+
+    def wrong_only_at_1e4(x, *rest):  # torch's answer everywhere but at |logit| = 1e4
+        return reference(torch.where(x.abs() >= 1e4, x / 2, x), *rest)
+
+    assert check(wrong_only_at_1e4).status == E.WRONG
+
+
+def test_a_constant_factor_is_told_with_its_numbers():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+
+    def told(answer, reference=F.mse_loss, cases=((x, y),)):
+        return E.check_function("task", answer, reference, cases).message
+
+    assert "yours is exactly 1/2 × the expected value" in told(lambda a, b: F.mse_loss(a, b) / 2)
+    assert ("yours is exactly 12 × the expected value (12 = the number of elements of the input "
+            "of shape (4, 3))") in told(lambda a, b: F.mse_loss(a, b, reduction="sum"))
+    assert "yours is exactly 1/12 × the expected value (12 = the number" in told(
+        lambda a, b: F.mse_loss(a, b) / 12)
+    # per element, a tensor: one k everywhere (1/C for a mean that also divides by C)
+    per_row = lambda a, b: ((a - b) ** 2).sum(1)  # noqa: E731
+    assert "yours is exactly 1/3 × the expected value (3 = dimension 1 of the input of shape " \
+        "(4, 3))" in told(lambda a, b: ((a - b) ** 2).mean(1), per_row)
+    assert "yours is exactly -1 × the expected value (the sign is flipped)" in told(
+        lambda a, b: -per_row(a, b), per_row)
+    assert "yours is exactly 2.7 × the expected value, everywhere" in told(
+        lambda a, b: 2.7 * per_row(a, b), per_row)
+    assert "exactly" not in told(lambda a, b: per_row(a, b) + 1, per_row)  # not a factor
+    assert "exactly" not in told(lambda a, b: 2.7 * F.mse_loss(a, b))  # one number, odd k
+    assert "yours is exactly 1/ln 2 ≈ 1.443 × the expected value (a logarithm in base 2" in told(
+        lambda a, b: -torch.log2(torch.sigmoid(a)), lambda a, b: -F.logsigmoid(a))
+    assert "yours is exactly 1/ln 10 ≈ 0.4343" in told(
+        lambda a, b: -torch.log10(torch.sigmoid(a)), lambda a, b: -F.logsigmoid(a))
+
+
+def test_a_constant_factor_is_told_for_numbers_and_answers_too():
+    assert "yours is exactly 2 × the expected value" in E.check_function(
+        "task", lambda n: 2.0 * n / 7, lambda n: n / 7, [(3,)]).message
+    assert "yours is exactly 1/2 × the expected value" in E.check_answer(
+        "task", lambda: 16.0, 32.0).message
+    assert "exactly" not in E.check_answer("task", lambda: 17.3, 32.0).message
+    for one_number in (torch.tensor([16.0]), np.array([16.0]), np.float32(16.0)):
+        assert "yours is exactly 1/2 × the expected value" in E.check_answer(
+            "task", lambda a=one_number: a, 32.0).message
+    # the helpers other chapters build their messages with carry it as well
+    expected = torch.tensor([1.0, 2.0, 4.0])
+    assert E.values_differ(expected * 2, expected).endswith(
+        "; yours is exactly 2 × the expected value")
+
+
+@pytest.mark.parametrize("got, expected", [
+    (torch.zeros(3), torch.zeros(3)), (torch.ones(3), torch.zeros(3)),
+    (torch.tensor([1.0, math.nan]), torch.tensor([1.0, 2.0])),
+    (torch.tensor([math.inf, 2.0]), torch.tensor([1.0, 2.0])),
+    (torch.ones(2), torch.ones(3)), (torch.ones(2, 3), torch.ones(3, 2)),
+    ("1.0", 1.0), (None, 1.0), ([2.0, 4.0], 1.0), (torch.tensor([1 + 1j]), torch.tensor([1.0])),
+    (torch.tensor([True]), torch.tensor([1.0])), (np.float32("nan"), 1.0), (2.0, math.inf),
+    (torch.zeros(3), torch.ones(3)),
+])
+def test_the_factor_hint_never_raises_and_stays_silent_where_it_has_nothing_to_say(got,
+                                                                                   expected):
+    assert E.factor_hint(got, expected, (got, expected)) == ""
+
+
+def test_shapes_that_do_not_broadcast_are_explained_for_every_task():
+    verdict = E.check_function("task", lambda x: x - x.sum(1), lambda x: x, [(torch.ones(2, 3),)])
+    assert "your function raised RuntimeError" in verdict.message
+    assert "unless you pass keepdim=True" in verdict.message
+
+    def broken_explanation(error, case):
+        raise KeyError("the explanation itself failed")
+
+    verdict = E.check_function("task", lambda x: x - x.sum(1), lambda x: x, [(torch.ones(2, 3),)],
+                               explain=broken_explanation)
+    assert "unless you pass keepdim=True" in verdict.message
+
+
+def test_every_task_of_chapter_02_says_the_log_is_natural():
+    notebook = nbformat.read(OWN_SOLUTIONS[1], as_version=4)
+    assert "natural logarithm" in notebook.cells[0].source
 
 
 def test_shape_dtype_and_type_problems_are_named():
@@ -130,6 +322,10 @@ def test_shape_dtype_and_type_problems_are_named():
         lambda x, y: ((x - y) ** 2).double().mean()).message
     assert "expected a tensor but your function returned float" in mse.check_mse(
         lambda x, y: ((x - y) ** 2).mean().item()).message
+    assert "returned a NumPy float32 scalar; expected a torch tensor" in mse.check_mse(
+        lambda x, y: np.float32(((x - y) ** 2).mean().item())).message
+    assert "returned a NumPy float32 array of shape (7,); expected a torch tensor" in (
+        mse.check_mse_grad(lambda x, y: (2 * (x - y) / x.numel()).numpy()).message)
 
 
 def test_a_learner_mutating_its_input_cannot_spoil_the_reference():
@@ -207,22 +403,6 @@ def test_verdicts_render_as_one_line():
 # --------------------------------------------------------------------------------------------
 # Solutions, student notebooks, and the generator
 # --------------------------------------------------------------------------------------------
-
-
-def verdicts_of(notebook) -> list[E.Verdict]:
-    """Run the notebook's code in-process; collect what each cell's last expression returns."""
-    namespace, verdicts = {}, []
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        tree = ast.parse(cell.source)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        exec(compile(tree, "<cell>", "exec"), namespace)  # noqa: S102 - our own notebooks
-        if last is not None:
-            value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)  # noqa: S307
-            if isinstance(value, E.Verdict):
-                verdicts.append(value)
-    return verdicts
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))

@@ -10,13 +10,11 @@ import math
 import statistics
 from pathlib import Path
 
-import nbformat
 import pytest
 import scipy.stats
 import torch
-from exercise_harness import mistake_tests
+from exercise_harness import exercise_tests
 from scipy.special import ndtri
-from test_exercises import verdicts_of
 
 from helpers import stats
 from helpers.exercises import evaluation as ev
@@ -269,22 +267,12 @@ MISTAKES = {
         (lambda: 0.905, "not the expected answer"),
     ],
 }
-(test_a_typical_mistake_is_rejected_with_its_hint,
- test_every_task_has_at_least_two_diagnosed_mistakes,
- test_a_missing_answer_says_not_implemented,
- test_checkers_never_crash_on_broken_answers,
- test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+globals().update(exercise_tests(MISTAKES, SOLUTION))
 
 
 # --------------------------------------------------------------------------------------------
 # What the checkers accept: every correct form
 # --------------------------------------------------------------------------------------------
-
-
-def test_the_solutions_pass_every_checker():
-    verdicts = verdicts_of(nbformat.read(SOLUTION, as_version=4))
-    assert len(verdicts) == len(MISTAKES) == 9
-    assert all(v.passed for v in verdicts), [str(v) for v in verdicts if not v.passed]
 
 
 def test_the_reference_checkpoint_resumes_bit_for_bit():

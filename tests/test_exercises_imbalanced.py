@@ -8,12 +8,10 @@ implemented yet", student notebooks up to date) cover this chapter's notebooks t
 import math
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
-from exercise_harness import mistake_tests
-from test_exercises import verdicts_of
+from exercise_harness import exercise_tests
 
 from helpers import calibration, losses, metrics
 from helpers.exercises import imbalanced as im
@@ -264,22 +262,12 @@ MISTAKES = {
         (ece(all_edges=True), "p = 0 belongs to the FIRST bin"),
     ],
 }
-(test_a_typical_mistake_is_rejected_with_its_hint,
- test_every_task_has_at_least_two_diagnosed_mistakes,
- test_a_missing_answer_says_not_implemented,
- test_checkers_never_crash_on_broken_answers,
- test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+globals().update(exercise_tests(MISTAKES, SOLUTION))
 
 
 # --------------------------------------------------------------------------------------------
 # What the checkers accept: every correct form
 # --------------------------------------------------------------------------------------------
-
-
-def test_the_solutions_pass_every_checker():
-    verdicts = verdicts_of(nbformat.read(SOLUTION, as_version=4))
-    assert len(verdicts) == len(MISTAKES) == 9
-    assert all(v.passed for v in verdicts), [str(v) for v in verdicts if not v.passed]
 
 
 def test_every_correct_form_passes():

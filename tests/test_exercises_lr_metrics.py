@@ -5,10 +5,14 @@ implemented yet", student notebooks up to date) cover these chapters' notebooks 
 """
 
 import math
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
-from exercise_harness import mistake_tests
+from exercise_harness import exercise_tests
 
+from helpers import exercises as E
 from helpers.exercises import learning_rate as lr
 from helpers.exercises import metrics as mt
 
@@ -125,6 +129,12 @@ MISTAKES = {
         (lambda t, base, T, m: m + base * (1 + math.cos(math.pi * t / T)) / 2,
          "the amplitude is base_lr - eta_min"),
         (lambda t, base, T, m: max(cosine(t, base, T, m), 0.01), "expected 0.0 but got 0.01"),
+        (lambda t, base, T, m: m + (base - m) * (1 + math.cos(math.pi * t / T)),
+         "halve the factor"),
+        (lambda t, base, T, m: m + (base - m) * (1 + math.cos(2 * math.pi * t / T)) / 2,
+         "not 2 pi t / T_max"),
+        (lambda t, base, T, m: cosine(t + 1, base, T, m), "not t + 1"),
+        (lambda t, base, T, m: cosine(t - 1, base, T, m), "not t - 1"),
     ],
     lr.check_range_test_lrs: [
         (lambda s, e, n: [s * (e / s) ** (i / n) for i in range(n)], "one factor short"),
@@ -133,6 +143,8 @@ MISTAKES = {
         (lambda s, e, n: [s * (e / s) ** (i / n) for i in range(n + 1)], "not num_iter + 1"),
         (lambda s, e, n: torch.linspace(s, e, n, dtype=torch.float64), "linear spacing"),
         (lambda s, e, n: torch.linspace(s, e, n), "linear spacing"),  # a float32 tensor
+        (lambda s, e, n: torch.logspace(s, e, n), "takes EXPONENTS"),
+        (lambda s, e, n: torch.logspace(math.log(s), math.log(e), n), "base=math.e"),
     ],
     lr.check_warmup_cosine_lr: [
         (warmup_cosine(lambda t, base, w, s: base * (s + t / w), cosine_after), "overshoots"),
@@ -157,6 +169,14 @@ MISTAKES = {
         (lambda losses, smoothing: ema_from_first_loss(losses, smoothing), "adjust=False"),
         (lambda losses, smoothing: torch.tensor(losses).cumsum(0)
          / torch.arange(1, len(losses) + 1), "running mean"),
+        (lambda losses, smoothing: [m * (1 - (1 - smoothing) ** (i + 1))
+                                    / (1 - (1 - smoothing) ** i)
+                                    for i, m in enumerate(ema(losses, smoothing))],
+         "is 1 - beta ** (i + 1), never 0"),  # 1 - beta ** 0 in plain Python: an error
+        (lambda losses, smoothing: (lambda m, i: m * (1 - (1 - smoothing) ** (i + 1))
+                                    / (1 - (1 - smoothing) ** i))(
+            torch.tensor(ema(losses, smoothing), dtype=torch.float64),
+            torch.arange(len(losses))).tolist(), "1 - beta ** i is 0 at the first loss"),
     ],
     lr.check_scheduler_first_rates: [
         (lambda: [0.2, 0.25, 0.3, 0.35, 0.4], "the right order"),
@@ -173,7 +193,9 @@ MISTAKES = {
         (lambda y, p, k: torch.bincount(y * k + p, minlength=k * k).reshape(k, k) / len(y),
          "counts, not shares"),
         (one_hot_confusion, "keep them as integers"),
-        (lambda y, p, k: torch.bincount(y * k + p).reshape(k, k), "raised RuntimeError"),
+        (lambda y, p, k: torch.bincount(y * k + p).reshape(k, k), "give it minlength"),
+        (lambda y, p, k: torch.bincount(y * k + p, minlength=k).reshape(k, k), "minlength="),
+        (lambda y, p, k: torch.zeros(k, k).reshape(k + 1, k), "raised RuntimeError"),
     ],
     mt.check_precision_recall: [
         (lambda C: (C.diagonal() / C.sum(1).double(), C.diagonal() / C.sum(0).double()),
@@ -200,6 +222,9 @@ MISTAKES = {
          "F1 of the macro precision"),
         (lambda C: ((C.sum(1) * fbeta_formula(*counts(C), 1, 1)).sum() / C.sum()).item(),
          "support-weighted"),
+        (lambda C: (lambda p, r: 2 * p * r / (p + r))(  # 0/0 counted as 0, as in scikit-learn
+            (counts(C)[0] / C.sum(0)).nan_to_num(0.0).mean(),
+            (counts(C)[0] / C.sum(1)).nan_to_num(0.0).mean()).item(), "F1 of the macro precision"),
         (lambda C: fbeta_via_precision_recall(C).mean(), "NaN"),
         (lambda C: fbeta_via_precision_recall(C).nanmean(), "still counts"),
         (lambda C: fbeta_formula(*counts(C), 1, 1)[C.sum(0) + C.sum(1) > 0].mean(),
@@ -222,14 +247,26 @@ MISTAKES = {
         (lambda: (0.01, 0.0, 0.978, 0.9), "right on all 990 negatives"),
         (lambda: (0.99, 0.0, 0.979, 0.9), "both kinds of error"),
         (lambda: (0.99, 0.0, 0.969, 0.9), "21 flagged negatives, not 30"),
-        (lambda: (0.99, 0.0, 0.978), "not the expected answer"),
+        (lambda: (0.99, 0.0, 0.978), "asks for 4 numbers"),
+        (lambda: (0.99, 0.0, 0.978, 0.9, 0.3), "and you returned 5"),  # with B's precision
+        (lambda: torch.tensor([0.99, 0.0, 0.978, 0.9, 0.3, 21.0]), "and you returned 6"),
+        (lambda: (0.99, 0.978, 0.0, 0.9), "model A's two numbers first"),
+        (lambda: [0.0, 0.99, 0.9, 0.978], "accuracy first, then recall"),
+        (lambda: (99.0, 0.0, 97.8, 90.0), "not as percentages"),
+        (lambda: (0.5, 0.5, 0.5, 0.5), "not the expected answer"),
+        (lambda: 0.978, "not the expected answer"),
+    ],
+    mt.check_which_to_deploy: [
+        (lambda: "A", "only because 990 of the 1000 samples are negative"),
+        (lambda: " model a", "recall 0); B finds 9 of the 10 (recall 0.9) for 21 false alarms"),
+        (lambda: "both", "answer with the letter of a model"),
+        (lambda: 1, "you returned 1"),
     ],
 }
-(test_a_typical_mistake_is_rejected_with_its_hint,
- test_every_task_has_at_least_two_diagnosed_mistakes,
- test_a_missing_answer_says_not_implemented,
- test_checkers_never_crash_on_broken_answers,
- test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+S = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
+globals().update(exercise_tests(
+    MISTAKES, S / "06_learning_rate.ipynb",
+    S / "07_classification_metrics.ipynb"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,6 +292,27 @@ def test_scalar_tasks_accept_a_float_or_a_0d_tensor():
 
     assert mt.check_macro_f1(macro).passed and mt.check_macro_f1(lambda C: macro(C).item()).passed
     assert mt.check_macro_f1(lambda C: macro(C).float()).passed
+
+
+def test_the_deployment_answer_may_name_the_model_in_any_case():
+    for answer in ("B", "b", "Model B", " model b "):
+        assert mt.check_which_to_deploy(lambda answer=answer: answer).passed, answer
+
+
+@pytest.mark.parametrize("answer", [
+    {"accuracy_A": 0.99}, "0.99", torch.tensor(0.99), torch.zeros(2, 2), np.zeros((2, 2)),
+    np.array(["B"]), (None,) * 4, ("a", "b", "c", "d"), math.nan,
+], ids=["dict", "str", "0-d tensor", "2-D tensor", "2-D array", "array of str", "Nones",
+        "letters", "nan"])
+def test_odd_screening_answers_are_described_in_one_line_not_crashed_on(answer):
+    for check in (mt.check_accuracy_misleads, mt.check_which_to_deploy):
+        verdict = check(lambda answer=answer: answer)
+        assert verdict.status == E.WRONG and "\n" not in str(verdict), str(verdict)
+
+
+def test_the_screening_answers_are_what_the_counts_give():
+    # B: TP 9, FP 21, FN 1, TN 969; A: TN 990, FN 10
+    assert mt.check_accuracy_misleads(lambda: (990 / 1000, 0.0, 978 / 1000, 9 / 10)).passed
 
 
 def test_a_confusion_matrix_built_with_index_put_accumulate_passes():

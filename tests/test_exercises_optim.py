@@ -2,11 +2,12 @@
 references the checkers compare with are torch's own behaviour."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from exercise_harness import mistake_tests
+from exercise_harness import exercise_tests
 
 from helpers import exercises as E
 from helpers.exercises import adaptive as ad
@@ -62,6 +63,19 @@ def sgd(param, grad, buf, lr, momentum, dampening=0.0, weight_decay=0.0, nestero
     return param - sign * (1.0 if velocity else lr) * direction, buf
 
 
+def step_then_update(param, grad, buf, lr, momentum, dampening=0.0, weight_decay=0.0,
+                     nesterov=False, first="gradient"):
+    """A learner's SGD step that moves along the buffer it was given, then updates it."""
+    grad = grad + weight_decay * param
+    if buf is None and first == "gradient":  # the first step is torch's
+        return param - lr * (1 + momentum if nesterov else 1) * grad, grad.clone()
+    if buf is None:
+        buf = grad.clone() if first == "twice" else torch.zeros_like(grad)
+    param = param - lr * (grad + momentum * buf if nesterov else buf)
+    buf = momentum * buf + (1 - dampening) * grad
+    return param, buf
+
+
 def adagrad(param, grad, state_sum, lr, eps=1e-10, fresh=False, root=True, inside=False,
             absolute=False):
     state_sum = grad**2 if fresh else state_sum + (grad.abs() if absolute else grad**2)
@@ -88,9 +102,21 @@ def rmsprop(param, grad, square_avg, lr, alpha=0.99, eps=1e-8, inside=False, swa
     return param - lr * grad / denom, square_avg
 
 
+T = 0  # the learner's global step counter: only one test calls `rmsprop_global_t`
+
+
+def rmsprop_global_t(param, grad, square_avg, lr, alpha=0.99, eps=1e-8):
+    """A learner's RMSprop with Adam's bias correction, counting t in a global variable (that is
+    never reset, so only the first call of a check is at t = 1)."""
+    global T
+    T += 1
+    square_avg = alpha * square_avg + (1 - alpha) * grad**2
+    return param - lr * grad / (torch.sqrt(square_avg / (1 - alpha**T)) + eps), square_avg
+
+
 def adam(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None,
          correct=(True, True), eps_mode="outside", t_shift=0, store=True, decay="decoupled",
-         default_decay=1e-2):
+         default_decay=1e-2, store_corrected=False, swapped=False):
     """A learner's Adam / AdamW step (weight_decay None: plain Adam), one mistake switched on."""
     beta1, beta2 = betas
     state = dict(state)
@@ -106,8 +132,17 @@ def adam(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None
         param = param - lr * weight_decay * param
     elif decay == "no lr":
         param = param - weight_decay * param
-    m = state["exp_avg"] * beta1 + grad * (1 - beta1)
-    v = state["exp_avg_sq"] * beta2 + grad**2 * (1 - beta2)
+    elif decay == "twice":  # the gradient's L2 term AND the decoupled shrink
+        grad = grad + weight_decay * param
+        param = param - lr * weight_decay * param
+    elif decay == "before and after":
+        param = param * (1 - lr * weight_decay)
+    if swapped:
+        m = state["exp_avg"] * (1 - beta1) + grad * beta1
+        v = state["exp_avg_sq"] * (1 - beta2) + grad**2 * beta2
+    else:
+        m = state["exp_avg"] * beta1 + grad * (1 - beta1)
+        v = state["exp_avg_sq"] * beta2 + grad**2 * (1 - beta2)
     tc = t + t_shift
     m_hat = m / (1 - beta1**tc) if correct[0] else m
     v_hat = v / (1 - beta2**tc) if correct[1] else v
@@ -115,11 +150,15 @@ def adam(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=None
         update = m_hat / (v_hat.sqrt() + eps)
     elif eps_mode == "inside":
         update = m_hat / (v_hat + eps).sqrt()
+    elif eps_mode == "no root":
+        update = m_hat / (v_hat + eps)
     else:  # the paper's "efficient" form: eps added to sqrt(v_t)
         update = m_hat * math.sqrt(1 - beta2**tc) / (v.sqrt() + eps)
     param = param - lr * update
-    if decay == "after":
+    if decay in ("after", "before and after"):
         param = param * (1 - lr * weight_decay)
+    if store_corrected:
+        m, v = m_hat, v_hat
     state.update(step=t if store else state["step"], exp_avg=m, exp_avg_sq=v)
     return param, state
 
@@ -215,6 +254,7 @@ MISTAKES = {
         (lambda lr, lam, s: lr * s**2 / 4, "small-lr approximation"),
         (lambda lr, lam, s: lr * s / (2 * (2 - lr * lam)), "standard deviation"),
         (lambda lr, lam, s: lr * s**2 / (2 * (2 + lr * lam)), "(1 - lr lambda)^2 v"),
+        (lambda lr, lam, s: lam * lr * s**2 / (2 * (2 - lr * lam)), "a lambda is lost"),
     ],
     mo.check_momentum_step: [
         (kwargs(sgd, zero_init=True), "starts the buffer at the first gradient"),
@@ -223,9 +263,16 @@ MISTAKES = {
         (kwargs(sgd, damp_weight=lambda mu, tau: 1 - mu), "exponential moving average"),
         (kwargs(sgd, carry=False), "never carried over"),
         (kwargs(sgd, sign=-1.0), "you stepped uphill"),
+        (kwargs(step_then_update), "stepped along the OLD buffer"),
+        (kwargs(step_then_update, first="zero"), "stepped along the OLD buffer"),
+        (kwargs(step_then_update, first="twice"), "stepped along the OLD buffer"),
+        (kwargs(sgd, damp_weight=lambda mu, tau: 1.0), "dampening is ignored"),
         (lambda p, g, b, lr, momentum, dampening=0.0: (
-            p - lr * (g if b is None else b), g if b is None else momentum * b + g),
+            p - lr * (g if b is None else b), g if b is None else momentum * b + 2 * g),
          "after step 2, param differs"),
+        (lambda p, g, b, lr, momentum, dampening=0.0: (
+            lambda buf: (p - lr * buf, buf))(momentum * b + (1 - dampening) * g if b else g),
+         "test `momentum_buffer is None`"),
     ],
     mo.check_sgd_step: [
         (kwargs(sgd, look_ahead=False), "along the look-ahead"),
@@ -234,6 +281,13 @@ MISTAKES = {
         (kwargs(sgd, decay="decoupled"), "BEFORE it enters the buffer"),
         (kwargs(sgd, decay="none"), "weight_decay is ignored"),
         (kwargs(sgd, zero_init=True), "starts the buffer at the first gradient"),
+        (kwargs(step_then_update), "stepped along the OLD buffer"),
+        (kwargs(step_then_update, first="zero"), "stepped along the OLD buffer"),
+        (kwargs(sgd, damp_weight=lambda mu, tau: 1.0), "dampening is ignored"),
+        (lambda p, g, b, lr, momentum, dampening=0.0, weight_decay=0.0, nesterov=False: (
+            lambda new_p, buf: (new_p + (lr * weight_decay * p if nesterov else 0.0), buf))(
+            *sgd(p, g, b, lr, momentum, dampening, weight_decay, nesterov)),
+         "look-ahead uses the same decayed gradient"),
     ],
     mo.check_momentum_limits: [
         (lambda: (0.2, 0.2), "momentum moves the limit"),
@@ -256,6 +310,13 @@ MISTAKES = {
         (kwargs(rmsprop, root=False), "ROOT mean square"),
         (kwargs(rmsprop, summed=True), "Adagrad's sum"),
         (kwargs(rmsprop, squared=False), "SQUARED gradient"),
+        (lambda p, g, v, lr, alpha=0.99, eps=1e-8: rmsprop(
+            p, g, v / (1 - alpha), lr, alpha, eps)[:1] + rmsprop(p, g, v, lr, alpha, eps)[1:],
+         "after step 2, param differs"),
+        (lambda p, g, v, lr, alpha=0.99, eps=1e-8: (
+            p - lr * g / (((alpha * v + (1 - alpha) * g * g) / (1 - alpha)).sqrt() + eps),
+            alpha * v + (1 - alpha) * g * g), "RMSprop has no bias correction"),
+        (rmsprop_global_t, "RMSprop has no bias correction"),
         (lambda p, g, v, lr, alpha=0.99, eps=1e-8: rmsprop(p, g, v, lr, alpha, eps)[0],
          "return the pair (param, square_avg), but it returned a tensor of shape (4,)"),
     ],
@@ -273,6 +334,10 @@ MISTAKES = {
         (kwargs(adam, eps_mode="before"), "AFTER the bias correction"),
         (kwargs(adam, t_shift=-1), "increment the step first"),
         (kwargs(adam, store=False), "store the new step count"),
+        (kwargs(adam, t_shift=1), "one step ahead"),
+        (kwargs(adam, store_corrected=True), "keep the UNcorrected m_t and v_t"),
+        (kwargs(adam, eps_mode="no root"), "divide by the square ROOT of v^_t"),
+        (kwargs(adam, swapped=True), "beta multiplies the OLD average"),
         (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8: (adam(p, g, s, lr, betas, eps)[0],
                                                             {"step": s["step"] + 1}),
          "has no key 'exp_avg'"),
@@ -284,6 +349,8 @@ MISTAKES = {
         (adamw(decay="l2"), "that is Adam(weight_decay=...)"),
         (adamw(decay="no lr"), "scaled by the learning rate"),
         (adamw(decay="after"), "shrinks the OLD parameter"),
+        (adamw(decay="twice"), "REPLACES the L2 term"),
+        (adamw(decay="before and after"), "not the new one after it as well"),
         (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0: adam(
             p, g, s, lr, betas, eps, weight_decay, decay="default"), "default weight_decay"),
         (lambda p, g, s, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2: adam(
@@ -296,11 +363,11 @@ MISTAKES = {
         (lambda: torch_unused_weight(torch.optim.Adam), "that is Adam(weight_decay=0.1)"),
     ],
 }
-(test_a_typical_mistake_is_rejected_with_its_hint,
- test_every_task_has_at_least_two_diagnosed_mistakes,
- test_a_missing_answer_says_not_implemented,
- test_checkers_never_crash_on_broken_answers,
- test_every_diagnosis_is_reachable_with_its_own_hint) = mistake_tests(MISTAKES)
+S = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
+globals().update(exercise_tests(
+    MISTAKES, S / "03_gradient_descent.ipynb",
+    S / "04_sgd_and_momentum.ipynb",
+    S / "05_adaptive_optimizers.ipynb"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,6 +437,23 @@ def test_step_protocol_problems_are_named(returned, complaint):
         return returned(*right_adam(param, grad, state, lr, betas, eps))
 
     verdict = ad.check_adam_step(learner)
+    assert verdict.status == E.WRONG and complaint in verdict.message, verdict.message
+
+
+@pytest.mark.parametrize("returned, complaint", [
+    (lambda p, s: (p[:1], s), "after step 1, expected param of shape (4,), but got (1,)"),
+    (lambda p, s: (p, None), "to be a tensor, but got None"),
+    (lambda p, s: (p.float(), s), "expected param of dtype torch.float64, but got torch.float32"),
+    (lambda p, s: (p, s.tolist()), "to be a tensor, but got a list of 4 items"),
+    (lambda p, s: (p, s[None]), "of shape (4,), but got (1, 4)"),
+], ids=["param shape", "None state", "param dtype", "list state", "state shape"])
+@pytest.mark.parametrize("check, step", [
+    (mo.check_momentum_step, lambda p, g, b, lr, momentum, dampening=0.0: sgd(
+        p, g, b, lr, momentum, dampening)),
+    (ad.check_rmsprop_step, rmsprop),  # with a first-step diagnosis, judged on step 1 alone
+], ids=["momentum", "rmsprop"])
+def test_a_wrong_first_step_of_another_type_or_shape_is_named(check, step, returned, complaint):
+    verdict = check(lambda *args, **options: returned(*step(*args, **options)))
     assert verdict.status == E.WRONG and complaint in verdict.message, verdict.message
 
 

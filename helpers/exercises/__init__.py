@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -144,9 +146,128 @@ def _close(a, b, rtol: float, atol: float) -> bool:
     return a == b
 
 
-def values_differ(got: torch.Tensor, expected: torch.Tensor) -> str:
+# --------------------------------------------------------------------------------------------
+# A wrong answer that is a constant multiple of the right one
+# --------------------------------------------------------------------------------------------
+
+_LARGEST_SMALL_FACTOR = 16  # numerators and denominators up to 16 count as "nice" everywhere
+# (factor, how it is written, what it usually means): logarithms in another base
+_LOG_FACTORS = (
+    (1 / math.log(2), "1/ln 2", "a logarithm in base 2 (bits, log2) where the natural log "
+                                "(nats, torch.log) belongs"),
+    (1 / math.log(10), "1/ln 10", "a logarithm in base 10 (log10) where the natural log "
+                                  "(torch.log) belongs"),
+    (math.log(2), "ln 2", "the natural log where a logarithm in base 2 belongs"),
+    (math.log(10), "ln 10", "the natural log where a logarithm in base 10 belongs"),
+)
+_FACTOR_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 2e-3,
+                     torch.bfloat16: 1.6e-2}
+
+
+def _sizes(inputs: Sequence) -> dict[int, str]:
+    """The integers above 2 that the inputs carry, each with what it is: a tensor's number of
+    elements or one of its dimensions, an integer argument."""
+    sizes: dict[int, str] = {}
+    for a in inputs:
+        if isinstance(a, torch.Tensor):
+            shape = tuple(a.shape)
+            named = [(a.numel(), f"the number of elements of the input of shape {shape}")]
+            named += [(n, f"dimension {d} of the input of shape {shape}")
+                      for d, n in enumerate(shape)]
+            for n, what in named:
+                sizes.setdefault(n, what)
+        elif isinstance(a, int) and not isinstance(a, bool):
+            sizes.setdefault(a, f"the argument {a}")
+    return {n: what for n, what in sizes.items() if n > 2}
+
+
+def _as_float64(a) -> torch.Tensor | None:
+    """`a` as a float64 tensor when it is real numbers (a tensor, an array, a number), else
+    None."""
+    if isinstance(a, torch.Tensor):
+        return None if a.is_complex() or a.dtype == torch.bool else a.detach().cpu().double()
+    if isinstance(a, np.generic | np.ndarray) and a.dtype.kind in "iuf":
+        return torch.from_numpy(np.asarray(a, dtype=np.float64))
+    number = as_number(a)
+    return None if number is None else torch.tensor(float(number), dtype=torch.float64)
+
+
+def _constant_factor(got, expected, rtol: float) -> float | None:
+    """The k with got = k * expected everywhere (to relative `rtol`), or None: also when either is
+    not real numbers, the shapes differ, a value is not finite, or expected is all zeros."""
+    mine, theirs = _as_float64(got), _as_float64(expected)
+    if mine is None or theirs is None:
+        return None
+    if mine.numel() == theirs.numel() == 1:  # one number, whatever it came as
+        mine, theirs = mine.reshape(()), theirs.reshape(())
+    if mine.shape != theirs.shape:
+        return None
+    if not (torch.isfinite(mine).all() and torch.isfinite(theirs).all()) or not theirs.any():
+        return None
+    k = ((mine * theirs).sum() / (theirs * theirs).sum()).item()
+    scaled = k * theirs
+    slack = rtol * scaled.abs() + 1e-3 * rtol * scaled.abs().max()
+    if k == 0 or not torch.all((mine - scaled).abs() <= slack):
+        return None
+    return k
+
+
+def _nice(k: float, sizes: dict[int, str], rtol: float) -> tuple[str, str] | None:
+    """(k written as p/q or with a logarithm, what its numbers mean) when k is one, else None.
+    p and q are small integers (up to 16) or sizes of the inputs."""
+    candidates = sorted(set(range(1, _LARGEST_SMALL_FACTOR + 1)) | set(sizes))
+    for q in candidates:
+        p = round(abs(k) * q)
+        if p in candidates and abs(abs(k) - p / q) <= rtol * abs(k):
+            fraction = Fraction(p, q)
+            numbers = {fraction.numerator, fraction.denominator}
+            meaning = ", ".join(f"{n} = {sizes[n]}" for n in sorted(numbers) if n in sizes)
+            if k < 0:
+                return f"-{fraction}", meaning or ("the sign is flipped" if fraction == 1 else "")
+            return f"{fraction}", meaning
+    for factor, written, meaning in _LOG_FACTORS:
+        if abs(k - factor) <= max(rtol, 1e-6) * factor:
+            return f"{written} ≈ {factor:.4g}", meaning
+    return None
+
+
+def factor_hint(got, expected, inputs: Sequence = (), rtol: float = 0.0) -> str:
+    """"yours is exactly k × the expected value" when the learner's answer is the expected one
+    times a constant k (a sum for a mean, 1/2 · MSE, log2 for ln, a flipped sign), else "".
+
+    k is written as a fraction p/q of small integers or of the inputs' sizes, with what those
+    sizes are, or with the logarithm it stands for. For one number every answer is a multiple of
+    the expected one, so only such a nice k is told; for tensors with two or more different
+    values, any k is. Never raises: non-real, non-finite, zero or mis-shaped values give "".
+    """
+    try:
+        dtype = expected.dtype if isinstance(expected, torch.Tensor) else torch.float64
+        rtol = max(rtol, _FACTOR_TOLERANCE.get(dtype, 1e-5))
+        k = _constant_factor(got, expected, rtol)
+        if k is None or abs(k - 1) <= rtol:
+            return ""
+        nice = _nice(k, _sizes(inputs), rtol)
+        if nice is None:
+            theirs = _as_float64(expected)
+            if theirs[theirs != 0].unique().numel() < 2:
+                return ""
+            return f"yours is exactly {k:.4g} × the expected value, everywhere"
+        written, meaning = nice
+        return f"yours is exactly {written} × the expected value" + (
+            f" ({meaning})" if meaning else "")
+    except Exception:  # noqa: BLE001 - a hint is a bonus: it must never break a verdict
+        return ""
+
+
+def _with_factor(message: str, got, expected, inputs: Sequence = (), rtol: float = 0.0) -> str:
+    hint = factor_hint(got, expected, inputs, rtol)
+    return f"{message}; {hint}" if hint else message
+
+
+def values_differ(got: torch.Tensor, expected: torch.Tensor, inputs: Sequence = ()) -> str:
     """Where two tensors of one shape differ most, and by how much: "at index [i]: yours …,
-    expected …", with enough digits to show the difference."""
+    expected …", with enough digits to show the difference; "; yours is exactly k × the
+    expected value" when that is so (see `factor_hint`; `inputs` name the sizes in k)."""
     difference = (got.detach().double() - expected.detach().double()).abs().nan_to_num(nan=math.inf)
     index = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
     where = f" at index {list(index)}" if index else ""
@@ -158,7 +279,17 @@ def values_differ(got: torch.Tensor, expected: torch.Tensor) -> str:
     if expected.dtype == torch.float64 and abs(mine - theirs) <= 1e-5 * abs(theirs):
         message += (" (a float32-sized difference: look for a float32 value in this float64 "
                     "computation, e.g. a tensor where a Python number belongs)")
-    return message
+    return _with_factor(message, got, expected, inputs)
+
+
+def kind_of(a) -> str:
+    """What `a` is, in words that tell NumPy's values from torch's: "a NumPy float32 scalar"
+    (not torch.float32), "a NumPy float64 array of shape (3,)", "list", "float"."""
+    if isinstance(a, np.generic):
+        return f"a NumPy {a.dtype} scalar"
+    if isinstance(a, np.ndarray):
+        return f"a NumPy {a.dtype} array of shape {a.shape}"
+    return type(a).__name__
 
 
 def _dtype_differs(got: torch.dtype, expected: torch.dtype, inputs: Sequence, where: str) -> str:
@@ -179,9 +310,14 @@ def _difference(task: str, got, expected, args, rtol: float, atol: float) -> Ver
     if got is None:
         return wrong(task, f"your function returned None {on}: did you forget `return`?")
     if isinstance(expected, torch.Tensor):
+        if isinstance(got, np.generic | np.ndarray):
+            return wrong(task, f"your function returned {kind_of(got)}; expected a torch tensor "
+                               f"{on}: NumPy's {got.dtype} is not torch.{got.dtype}; compute "
+                               "with torch functions (torch.log, torch.exp), not NumPy's or "
+                               "math's")
         if not isinstance(got, torch.Tensor):
             return wrong(task, f"expected a tensor but your function returned "
-                               f"{type(got).__name__} {on}")
+                               f"{kind_of(got)} {on}")
         if got.shape != expected.shape:
             return wrong(task, f"expected shape {tuple(expected.shape)} but got "
                                f"{tuple(got.shape)} {on}")
@@ -191,8 +327,9 @@ def _difference(task: str, got, expected, args, rtol: float, atol: float) -> Ver
         if bad.any():
             return wrong(task, f"your result has inf or nan where the answer is finite {on}: "
                                "look for an overflow (exp of a large number) or a log of 0")
-        return wrong(task, f"values differ {on}{values_differ(got, expected)}")
-    return wrong(task, f"expected {expected!r} but got {got!r} {on}")
+        return wrong(task, f"values differ {on}{values_differ(got, expected, args)}")
+    return wrong(task, _with_factor(f"expected {expected!r} but got {got!r} {on}", got, expected,
+                                    args, rtol))
 
 
 def _fresh(case: tuple) -> tuple:
@@ -236,16 +373,42 @@ def lists_as_tuples(learner):
     return as_tuple
 
 
+_NOT_BROADCAST = re.compile(r"The size of tensor a \((\d+)\) must match the size of tensor b "
+                            r"\((\d+)\) at non-singleton dimension (\d+)")
+
+
+def broadcast_failed(error: Exception) -> bool:
+    """Whether `error` is torch's complaint about two shapes that do not broadcast."""
+    return _NOT_BROADCAST.search(str(error)) is not None
+
+
+def raised(error: Exception, args: Sequence = ()) -> str:
+    """What the learner's function raising `error` on `args` tells: the error, the input, and for
+    shapes that do not broadcast, the usual cause (a reduction without keepdim=True)."""
+    message = f"your function raised {type(error).__name__}: {error} (on input {_describe(args)})"
+    found = _NOT_BROADCAST.search(str(error))
+    if found:
+        a, b, dim = found.groups()
+        message += (f": two tensors with {a} and {b} entries in dimension {dim} do not broadcast; "
+                    "a reduction over a dimension (sum, max, mean, logsumexp) drops it unless you "
+                    "pass keepdim=True")
+    return message
+
+
 def check_function(task: str, learner: Callable, reference: Callable, cases: Sequence[tuple],
                    diagnoses: Sequence[Diagnosis] = (), rtol: float = 1e-6,
-                   atol: float = 1e-8) -> Verdict:
+                   atol: float = 1e-8,
+                   explain: Callable[[Exception, tuple], str | None] | None = None) -> Verdict:
     """Run `learner(*case)` and `reference(*case)` for every case; return the first problem.
 
     Inputs are cloned for each call, so a learner's in-place change cannot spoil the next case.
     When an output differs, each diagnosis's wrong implementation is run on the same case and on
     every other case: if the learner's output equals it on all of them (cases where the wrong
     implementation itself fails do not count), its hint is the verdict. A mistake that agrees
-    with the learner's by coincidence on one input does not get its hint.
+    with the learner's by coincidence on one input does not get its hint. When the function
+    raises, `explain(error, case)` may say why in the task's words (None: the generic `raised`).
+    When no diagnosis matches, the verdict describes the difference, with "yours is exactly k ×
+    the expected value" where that is so (`factor_hint`).
     """
     if not callable(learner):
         return wrong(task, f"expected a function, but got {type(learner).__name__}")
@@ -256,8 +419,13 @@ def check_function(task: str, learner: Callable, reference: Callable, cases: Seq
         except NotImplementedError:
             return not_implemented(task)
         except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
-            return wrong(task, f"your function raised {type(error).__name__}: {error} "
-                               f"(on input {_describe(case)})")
+            told = None
+            if explain is not None:
+                try:
+                    told = explain(error, case)
+                except Exception:  # noqa: BLE001 - a broken explanation falls back to the generic
+                    told = None
+            return wrong(task, told or raised(error, case))
         if _close(got, expected, rtol, atol):
             continue
         if _is_complex(got) and not _is_complex(expected):
@@ -295,6 +463,8 @@ def check_answer(task: str, learner: Callable[[], object], expected,
     for answer, hint in diagnoses:
         if _close(got, answer, rtol, atol):
             return wrong(task, hint)
+    if hint := factor_hint(got, expected, rtol=rtol):
+        return wrong(task, f"not the expected answer (you returned {got!r}); {hint}")
     if _close(got, expected, 1e-2, 1e-6):
         return wrong(task, f"close, but not exact (you returned {got!r}): compute the answer "
                            "in float64 from its formula, without rounding")

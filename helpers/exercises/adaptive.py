@@ -13,7 +13,12 @@ from torch import Tensor
 
 from helpers import optim
 from helpers.exercises import Diagnosis, Verdict, check_answer, seeded
-from helpers.exercises.momentum import StepCase, check_steps, random_gradients
+from helpers.exercises.momentum import (
+    FirstStepDiagnosis,
+    StepCase,
+    check_steps,
+    random_gradients,
+)
 
 _TINY_TO_LARGE = (1e-6, 1e-2, 1.0, 10.0)
 """Gradient scales per coordinate: the tiny one shows where eps goes."""
@@ -87,9 +92,27 @@ def _rmsprop_variant(average=None, denominator=None, sign=-1.0):
     def step(param, grad, square_avg, lr, alpha=0.99, eps=1e-8):
         v = average(square_avg, grad, alpha) if average else \
             alpha * square_avg + (1 - alpha) * grad * grad
-        denom = denominator(v, eps) if denominator else v.sqrt() + eps
+        denom = denominator(v, eps, alpha) if denominator else v.sqrt() + eps
         return param + sign * lr * grad / denom, v
     return step
+
+
+def _rmsprop_bias_corrected():
+    """RMSprop with Adam's correction v_t / (1 - alpha^t), t counted from a state of zeros (as a
+    learner's global counter would, reset before each run)."""
+    t = 0
+
+    def step(param, grad, square_avg, lr, alpha=0.99, eps=1e-8):
+        nonlocal t
+        t = 1 if not square_avg.any() else t + 1
+        v = alpha * square_avg + (1 - alpha) * grad * grad
+        return param - lr * grad / ((v / (1 - alpha**t)).sqrt() + eps), v
+    return step
+
+
+_RMSPROP_CORRECTED = ("RMSprop has no bias correction: torch divides by sqrt(v_t) + eps with v_t "
+                      "as it is; dividing v_t by 1 - alpha^t (Adam's correction) makes the "
+                      "first step lr * sign(g), 10 times smaller than torch's for alpha = 0.99")
 
 
 def rmsprop_cases() -> list[StepCase]:
@@ -110,12 +133,12 @@ def check_rmsprop_step(rmsprop_step) -> Verdict:
     """Task 2: `rmsprop_step(param, grad, square_avg, lr, alpha=0.99, eps=1e-8)` ->
     (param, square_avg)."""
     return check_steps("rmsprop_step", rmsprop_step, _rmsprop_reference, rmsprop_cases(), [
-        Diagnosis(_rmsprop_variant(denominator=lambda v, eps: (v + eps).sqrt()),
+        Diagnosis(_rmsprop_variant(denominator=lambda v, eps, alpha: (v + eps).sqrt()),
                   "eps inside the square root (TensorFlow's convention): torch adds it "
                   "outside, sqrt(v_t) + eps, which matters for small gradients"),
         Diagnosis(_rmsprop_variant(average=lambda v, g, a: (1 - a) * v + a * g * g),
                   "alpha multiplies the OLD average: v_t = alpha v_(t-1) + (1 - alpha) g_t^2"),
-        Diagnosis(_rmsprop_variant(denominator=lambda v, eps: v + eps),
+        Diagnosis(_rmsprop_variant(denominator=lambda v, eps, alpha: v + eps),
                   "divide by the ROOT mean square, sqrt(v_t) + eps, not by v_t"),
         Diagnosis(_rmsprop_variant(average=lambda v, g, a: v + g * g),
                   "that is Adagrad's sum; RMSprop forgets old gradients with a moving average, "
@@ -123,6 +146,9 @@ def check_rmsprop_step(rmsprop_step) -> Verdict:
         Diagnosis(_rmsprop_variant(average=lambda v, g, a: a * v + (1 - a) * g),
                   "average the SQUARED gradient g_t^2"),
         Diagnosis(_rmsprop_variant(sign=1.0), _ASCENT),
+        Diagnosis(_rmsprop_variant(denominator=lambda v, eps, alpha: (v / (1 - alpha)).sqrt()
+                                   + eps), _RMSPROP_CORRECTED),  # t = 1 at every step
+        FirstStepDiagnosis(_rmsprop_bias_corrected(), _RMSPROP_CORRECTED),
     ], state_name="square_avg")
 
 
@@ -168,22 +194,26 @@ def _adamw_reference(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weigh
 
 
 def _adam_variant(correct_m=True, correct_v=True, eps_where="outside", step_used=1,
-                  store_step=True, decay="decoupled", sign=-1.0, default_decay=1e-2):
+                  store_step=True, store_corrected=False, swap_betas=False, decay="decoupled",
+                  sign=-1.0, default_decay=1e-2):
     """Adam / AdamW with one part changed: how the typical mistakes are written.
 
-    `step_used` is added to the stored step to get the t of the bias corrections; `decay` is
-    'decoupled' (AdamW), 'l2' (Adam's weight_decay), 'no lr', 'after' or 'none'.
+    `step_used` is added to the stored step to get the t of the bias corrections; `eps_where`
+    is 'outside', 'inside', 'before' (the correction) or 'no root'; `decay` is 'decoupled'
+    (AdamW), 'l2' (Adam's weight_decay), 'no lr', 'after', 'none', or twice: 'l2 and decoupled',
+    'before and after'.
     """
     def step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=default_decay):
         beta1, beta2 = betas
         t = state["step"] + 1
-        g = grad + weight_decay * param if decay == "l2" else grad
-        if decay == "decoupled":
+        g = grad + weight_decay * param if decay in ("l2", "l2 and decoupled") else grad
+        if decay in ("decoupled", "l2 and decoupled", "before and after"):
             param = param * (1 - lr * weight_decay)
         if decay == "no lr":
             param = param * (1 - weight_decay)
-        m = beta1 * state["exp_avg"] + (1 - beta1) * g
-        v = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+        new_weight1, new_weight2 = (beta1, beta2) if swap_betas else (1 - beta1, 1 - beta2)
+        m = (1 - new_weight1) * state["exp_avg"] + new_weight1 * g
+        v = (1 - new_weight2) * state["exp_avg_sq"] + new_weight2 * g * g
         tc = state["step"] + step_used
         m_hat = m / (1 - beta1**tc) if correct_m else m
         v_hat = v / (1 - beta2**tc) if correct_v else v
@@ -191,11 +221,14 @@ def _adam_variant(correct_m=True, correct_v=True, eps_where="outside", step_used
             denom = v_hat.sqrt() + eps
         elif eps_where == "inside":
             denom = (v_hat + eps).sqrt()
+        elif eps_where == "no root":
+            denom = v_hat + eps
         else:  # eps added to sqrt(v_t) before the correction
             denom = (v.sqrt() + eps) / math.sqrt(1 - beta2**tc)
         new = param + sign * lr * m_hat / denom
-        if decay == "after":
+        if decay in ("after", "before and after"):
             new = new * (1 - lr * weight_decay)
+        m, v = (m_hat, v_hat) if store_corrected else (m, v)
         return new, {"step": t if store_step else state["step"], "exp_avg": m, "exp_avg_sq": v}
     return step
 
@@ -258,6 +291,15 @@ def check_adam_step(adam_step) -> Verdict:
         Diagnosis(adam(step_used=2),
                   "one step ahead: the correction of step t uses beta^t, where t counts this "
                   "step (state['step'] + 1)"),
+        Diagnosis(adam(store_corrected=True),
+                  "keep the UNcorrected m_t and v_t in the state: the corrections only scale "
+                  "this step's m^_t and v^_t; stored, they would be corrected again at the next "
+                  "step"),
+        Diagnosis(adam(eps_where="no root"),
+                  "divide by the square ROOT of v^_t: sqrt(v^_t) + eps"),
+        Diagnosis(adam(swap_betas=True),
+                  "beta multiplies the OLD average: m_t = beta1 m_(t-1) + (1 - beta1) g_t and "
+                  "v_t = beta2 v_(t-1) + (1 - beta2) g_t^2"),
         Diagnosis(_adam_variant(decay="none", sign=1.0), _ASCENT),
     ])
 
@@ -285,6 +327,12 @@ def check_adamw_step(adamw_step) -> Verdict:
                   "that is Adam(weight_decay=...): an L2 term in the gradient, which then goes "
                   "through m and v and is divided by sqrt(v^); AdamW shrinks the parameter "
                   "directly, param * (1 - lr * weight_decay), and leaves the gradient alone"),
+        Diagnosis(_adam_variant(decay="l2 and decoupled"),
+                  "you decayed twice: AdamW's shrink param * (1 - lr * weight_decay) REPLACES "
+                  "the L2 term; don't also add weight_decay * param to the gradient"),
+        Diagnosis(_adam_variant(decay="before and after"),
+                  "you decayed twice: shrink once, the OLD parameter before the Adam step, "
+                  "param * (1 - lr * weight_decay); not the new one after it as well"),
         Diagnosis(_adam_variant(decay="no lr"),
                   "the decay is scaled by the learning rate: param * (1 - lr * weight_decay)"),
         Diagnosis(_adam_variant(decay="after"),

@@ -30,6 +30,21 @@ def _as_list(learner: Callable) -> Callable:
     return listed
 
 
+def _explained_zero_division(smooth_losses: Callable) -> Callable:
+    """The learner's function, with a ZeroDivisionError explained by the likeliest cause."""
+    if not callable(smooth_losses):
+        return smooth_losses
+
+    def explained(losses, smoothing):
+        try:
+            return smooth_losses(losses, smoothing)
+        except ZeroDivisionError as error:
+            raise ZeroDivisionError(f"{error}: if that is the bias correction, the divisor of "
+                                    "loss i (counting from 0) is 1 - beta ** (i + 1), never "
+                                    "0") from error
+    return explained
+
+
 def _cosine(t, base_lr, T_max, eta_min):  # noqa: N803
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
 
@@ -94,6 +109,19 @@ def check_cosine_lr(cosine_lr) -> Verdict:
                   "eta_min + (base_lr - eta_min) (1 + cos) / 2"),
         Diagnosis(lambda t, lr, T, m: m + lr * (1 + math.cos(math.pi * t / T)) / 2,
                   "the amplitude is base_lr - eta_min: yours starts at base_lr + eta_min"),
+        Diagnosis(lambda t, lr, T, m: m + (lr - m) * (1 + math.cos(math.pi * t / T)),
+                  "halve the factor: (1 + cos(pi t / T_max)) / 2 runs from 1 to 0, yours from 2 "
+                  "to 0, so your rate starts at 2 base_lr - eta_min"),
+        Diagnosis(lambda t, lr, T, m: _cosine(2 * t, lr, T, m),
+                  "the angle is pi t / T_max, not 2 pi t / T_max: the rate makes HALF a cosine "
+                  "turn, from base_lr at t = 0 down to eta_min at t = T_max; with 2 pi it is "
+                  "back at base_lr there"),
+        Diagnosis(lambda t, lr, T, m: _cosine(t + 1, lr, T, m),
+                  "off by one in t: use cos(pi t / T_max), not t + 1; at t = 0, before any "
+                  "scheduler.step(), the rate is base_lr itself"),
+        Diagnosis(lambda t, lr, T, m: _cosine(t - 1, lr, T, m),
+                  "off by one in t: use cos(pi t / T_max), not t - 1; the rate reaches eta_min "
+                  "exactly at t = T_max"),
     ])
 
 
@@ -127,6 +155,13 @@ def check_range_test_lrs(range_test_lrs) -> Verdict:
         Diagnosis(lambda s, e, n: torch.linspace(s, e, n, dtype=torch.float64).tolist(),
                   "that is linear spacing: the range test multiplies the rate by the same "
                   "factor at every step, so the rates are evenly spaced on a LOG axis"),
+        Diagnosis(lambda s, e, n: torch.logspace(s, e, n, dtype=torch.float64).tolist(),
+                  "torch.logspace(a, b, n) takes EXPONENTS, 10**a to 10**b: pass "
+                  "math.log10(start_lr) and math.log10(end_lr)"),
+        Diagnosis(lambda s, e, n: torch.logspace(math.log(s), math.log(e), n,
+                                                 dtype=torch.float64).tolist(),
+                  "torch.logspace raises 10 to the exponents: pass math.log10 of the rates (or "
+                  "keep math.log and give base=math.e)"),
     ], rtol=1e-5)
 
 
@@ -209,11 +244,16 @@ def check_smooth_losses(smooth_losses) -> Verdict:
             smoothed.append(average)
         return smoothed
 
+    def corrected_one_early(losses, smoothing):
+        beta = 1 - smoothing
+        return [m * (1 - beta ** (i + 1)) / (1 - beta**i) if i else math.inf
+                for i, m in enumerate(schedules.smooth_losses(losses, smoothing))]
+
     def running_mean(losses, smoothing):
         return [sum(losses[:i + 1]) / (i + 1) for i in range(len(losses))]
 
-    return check_function("smooth_losses", _as_list(smooth_losses), schedules.smooth_losses,
-                          cases, [
+    return check_function("smooth_losses", _as_list(_explained_zero_division(smooth_losses)),
+                          schedules.smooth_losses, cases, [
         Diagnosis(uncorrected,
                   "no bias correction: the average starts at 0, so your first values are far "
                   "too small; report m_i / (1 - beta ** (i + 1))"),
@@ -227,6 +267,9 @@ def check_smooth_losses(smooth_losses) -> Verdict:
                   "your average starts at the first loss (pandas' ewm(adjust=False)): the "
                   "range test's starts at m_(-1) = 0 and divides by 1 - beta ** (i + 1) instead, "
                   "so that early losses are not overweighted"),
+        Diagnosis(corrected_one_early,
+                  "off by one in the correction: with i counting from 0, divide by "
+                  "1 - beta ** (i + 1); 1 - beta ** i is 0 at the first loss"),
         Diagnosis(running_mean,
                   "that is the running mean of all losses so far: the exponential average "
                   "forgets old losses by the factor beta at every step"),

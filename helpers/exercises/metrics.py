@@ -8,7 +8,15 @@ import numpy as np
 import sklearn.metrics as sk
 import torch
 
-from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises import (
+    WRONG,
+    Diagnosis,
+    Verdict,
+    check_answer,
+    check_function,
+    seeded,
+    wrong,
+)
 
 
 def _pairs_of(C: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +90,8 @@ def check_confusion_matrix(confusion_matrix) -> Verdict:
         return torch.from_numpy(sk.confusion_matrix(y_true.numpy(), y_pred.numpy(),
                                                     labels=list(range(n_classes))))
 
-    return check_function("confusion_matrix", confusion_matrix, reference, cases, [
+    return check_function("confusion_matrix", _explained_reshape(confusion_matrix), reference,
+                          cases, [
         Diagnosis(lambda y, p, k: reference(y, p, k).T,
                   "you built the transpose: rows are the TRUE classes and columns the predicted "
                   "ones, C[i, j] = #{n : y_n = i, y_hat_n = j}, so the cell number is "
@@ -97,6 +106,23 @@ def check_confusion_matrix(confusion_matrix) -> Verdict:
                   "the counts are right but float32: keep them as integers (int64, what "
                   "torch.bincount returns), e.g. with .long()"),
     ])
+
+
+def _explained_reshape(confusion_matrix):
+    """The learner's function, with the error of reshaping too short a histogram explained."""
+    if not callable(confusion_matrix):
+        return confusion_matrix
+
+    def explained(y_true, y_pred, n_classes):
+        try:
+            return confusion_matrix(y_true, y_pred, n_classes)
+        except RuntimeError as error:
+            if "is invalid for input of size" not in str(error):
+                raise
+            raise RuntimeError(f"{error}: torch.bincount stops at the largest cell number it "
+                               f"sees; give it minlength=n_classes**2, so that every cell, "
+                               f"the empty ones too, is counted") from error
+    return explained
 
 
 def check_precision_recall(precision_recall) -> Verdict:
@@ -192,10 +218,14 @@ def check_macro_f1(macro_f1) -> Verdict:
     def reference(C):  # noqa: N803
         return float(_sklearn_on(C, sk.f1_score, average="macro"))
 
-    def f1_of_macro_precision_and_recall(C):  # noqa: N803
+    def f1_of_macro_precision_and_recall(C, zero_division=math.nan):  # noqa: N803
         tp, fp, fn = _counts(C)
-        precision, recall = (tp / (tp + fp)).mean(), (tp / (tp + fn)).mean()
+        precision = (tp / (tp + fp)).nan_to_num(zero_division).mean()
+        recall = (tp / (tp + fn)).nan_to_num(zero_division).mean()
         return float(2 * precision * recall / (precision + recall))
+
+    of_macro_scores = ("that is the F1 of the macro precision and the macro recall: macro-F1 is "
+                       "the mean of the per-class F1 scores, 2 TP_k / (2 TP_k + FP_k + FN_k)")
 
     def support_weighted(C):  # noqa: N803
         tp, fp, fn = _counts(C)
@@ -216,9 +246,8 @@ def check_macro_f1(macro_f1) -> Verdict:
         Diagnosis(lambda C: float(_fbeta_of_precision_recall(*_counts(C), 1.0).mean()),
                   "NaN: the precision of a class that is never predicted is 0 / 0; compute each "
                   "F1 from the counts, 2 TP / (2 TP + FP + FN), which is 0 there"),
-        Diagnosis(f1_of_macro_precision_and_recall,
-                  "that is the F1 of the macro precision and the macro recall: macro-F1 is the "
-                  "mean of the per-class F1 scores"),
+        Diagnosis(f1_of_macro_precision_and_recall, of_macro_scores),
+        Diagnosis(lambda C: f1_of_macro_precision_and_recall(C, 0.0), of_macro_scores),
         Diagnosis(lambda C: float(_fbeta_of_precision_recall(*_counts(C), 1.0).nanmean()),
                   "a class that is never predicted still counts, with F1 = 2 TP / (2 TP + FP + "
                   "FN) = 0: compute F1 from the counts instead of leaving it out"),
@@ -280,21 +309,53 @@ def check_precision_over_batches(precision_over_batches) -> Verdict:
     ])
 
 
-def check_accuracy_misleads(accuracy_misleads) -> Verdict:
-    """Task 6 (conceptual): accuracy and recall of two screening models on 1000 samples with
-    10 positives, as (accuracy_A, recall_A, accuracy_B, recall_B)."""
+def _screening() -> dict[str, float]:
+    """Task 6's two screening models on 1000 samples with 10 positives, scored by scikit-learn:
+    A answers "negative" always, B flags 30 samples, 9 of them positive."""
     y_true = np.zeros(1000, dtype=np.int64)
     y_true[:10] = 1
     always_negative = np.zeros(1000, dtype=np.int64)
     model_b = np.zeros(1000, dtype=np.int64)
     model_b[1:31] = 1  # 30 flagged: 9 of the positives (1..9) and 21 negatives (10..30)
-    accuracy_a, recall_a = (float(sk.accuracy_score(y_true, always_negative)),
-                            float(sk.recall_score(y_true, always_negative)))
-    accuracy_b, recall_b = (float(sk.accuracy_score(y_true, model_b)),
-                            float(sk.recall_score(y_true, model_b)))
-    precision_b = float(sk.precision_score(y_true, model_b))
+    return {"accuracy_a": float(sk.accuracy_score(y_true, always_negative)),
+            "recall_a": float(sk.recall_score(y_true, always_negative)),
+            "accuracy_b": float(sk.accuracy_score(y_true, model_b)),
+            "recall_b": float(sk.recall_score(y_true, model_b)),
+            "precision_b": float(sk.precision_score(y_true, model_b))}
+
+
+_SCREENING_ORDER = "(accuracy_A, recall_A, accuracy_B, recall_B)"
+
+
+def _recorded(learner):
+    """`learner` with what each call returned kept in `.returned` (anything not callable is
+    passed through for the checker to describe)."""
+    if not callable(learner):
+        return learner
+
+    def call():
+        call.returned.append(learner())
+        return call.returned[-1]
+
+    call.returned = []
+    return call
+
+
+def _length(answer) -> int | None:
+    """How many values `answer` holds, if it is a tuple, list, array or 1-D tensor."""
+    if isinstance(answer, torch.Tensor | np.ndarray):
+        return len(answer) if answer.ndim == 1 else None
+    return len(answer) if isinstance(answer, tuple | list) else None
+
+
+def check_accuracy_misleads(accuracy_misleads) -> Verdict:
+    """Task 6 (conceptual): accuracy and recall of two screening models on 1000 samples with
+    10 positives, as (accuracy_A, recall_A, accuracy_B, recall_B)."""
+    scores = _screening()
+    accuracy_a, recall_a, accuracy_b, recall_b, precision_b = scores.values()
     expected = (accuracy_a, recall_a, accuracy_b, recall_b)
-    return check_answer("accuracy_misleads", accuracy_misleads, expected, [
+    learner = _recorded(accuracy_misleads)
+    verdict = check_answer("accuracy_misleads", learner, expected, [
         ((accuracy_a, 1.0, accuracy_b, recall_b),
          "model A finds none of the 10 positives: its recall is 0 / 10 = 0 (1.0 is the recall "
          "of the NEGATIVE class)"),
@@ -307,4 +368,47 @@ def check_accuracy_misleads(accuracy_misleads) -> Verdict:
          "B's false alarms are the 30 - 9 = 21 flagged negatives, not 30: TN = 990 - 21 = 969"),
         ((accuracy_a, 0.0, 0.979, recall_b),
          "count both kinds of error of B: 21 false alarms AND 1 missed positive"),
+        ((accuracy_a, accuracy_b, recall_a, recall_b),
+         f"the order is {_SCREENING_ORDER}: model A's two numbers first, then B's"),
+        ((recall_a, accuracy_a, recall_b, accuracy_b),
+         f"the order is {_SCREENING_ORDER}: accuracy first, then recall, for each model"),
+        (tuple(100 * value for value in expected),
+         "give the rates as fractions between 0 and 1, not as percentages"),
     ], rtol=1e-9)
+    returned = learner.returned[-1] if callable(learner) and learner.returned else None
+    if (verdict.status == WRONG and verdict.message.startswith("not the expected answer")
+            and _length(returned) not in (None, len(expected))):
+        return wrong("accuracy_misleads",
+                     f"read the task: it asks for {len(expected)} numbers, {_SCREENING_ORDER} "
+                     f"in this order, and you returned {_length(returned)}")
+    return verdict
+
+
+_NOT_A_LETTER = object()
+"""What the deployment checker compares in place of an answer that is not a string."""
+
+
+def check_which_to_deploy(which_to_deploy) -> Verdict:
+    """Task 6, second part (conceptual): "A" or "B", the screening model to deploy; "b",
+    "model B" and the like count too."""
+    scores = _screening()
+    learner = _recorded(which_to_deploy)
+
+    def letter():
+        got = learner()
+        if not isinstance(got, str):  # compared with "B" as it is, an array would answer per item
+            return None if got is None else _NOT_A_LETTER
+        named = got.strip().upper().removeprefix("MODEL").strip()
+        return named if named in ("A", "B") else got
+
+    verdict = check_answer("which_to_deploy", letter if callable(learner) else learner, "B", [
+        ("A", f"A has the higher accuracy ({scores['accuracy_a']:.3f} against "
+              f"{scores['accuracy_b']:.3f}) only because 990 of the 1000 samples are negative: "
+              f"it never finds a positive (recall {scores['recall_a']:.0f}); B finds 9 of the 10 "
+              f"(recall {scores['recall_b']:.1f}) for 21 false alarms (precision "
+              f"{scores['precision_b']:.1f}), which a second test can sort out"),
+    ])
+    if verdict.status == WRONG and verdict.message.startswith("not the expected answer"):
+        return wrong("which_to_deploy", f'answer with the letter of a model, "A" or "B" (you '
+                                        f"returned {' '.join(repr(learner.returned[-1]).split())})")
+    return verdict

@@ -206,6 +206,41 @@ def _same_mistake(learner: Callable, wrong_step: Callable, got: list[tuple[dict,
     return True
 
 
+@dataclass(frozen=True)
+class FirstStepDiagnosis(Diagnosis):
+    """A mistake recognised by the first step of a run alone, when the learner's run goes wrong
+    there: for a wrong step whose later steps depend on what the checker cannot reproduce (a
+    step counter kept outside the state, in a global variable)."""
+
+
+def _same_first_step(wrong_step: Callable, got: list[tuple[dict, object]], failing: StepCase,
+                     state_name: str) -> bool:
+    """Whether `wrong_step`'s first step on `failing` equals the learner's (`got`)."""
+    first = StepCase(failing.param, failing.grads[:1], failing.state, failing.options)
+    try:
+        theirs = _run(wrong_step, first, state_name)[0]
+    except Exception:  # noqa: BLE001 - any failure means "no run here"
+        return False
+    return _equal_runs(got[:1], theirs, failing.param.dtype)
+
+
+def _matches(diagnosis: Diagnosis, learner: Callable, got: list[tuple[dict, object]],
+             step: int, failing: StepCase, cases: Sequence[StepCase], state_name: str) -> bool:
+    """Whether the learner's run, which first differs at `step`, is `diagnosis`'s mistake."""
+    if isinstance(diagnosis, FirstStepDiagnosis):
+        return step == 1 and _same_first_step(diagnosis.wrong, got, failing, state_name)
+    return _same_mistake(learner, diagnosis.wrong, got, failing, cases, state_name)
+
+
+def _truth_value_hint(error: Exception, state_name: str) -> str:
+    """A hint for the error a tensor raises when asked for one truth value (`if not state`,
+    `state or grad`), else ''."""
+    if "Boolean value of Tensor" not in str(error):
+        return ""
+    return (f": to tell the first step, test `{state_name} is None`; `if not {state_name}` or "
+            f"`{state_name} or grad` asks a tensor of many values for one truth value")
+
+
 def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCase],
                 diagnoses: Sequence[Diagnosis] = (), state_name: str = "state") -> Verdict:
     """Run the learner's step and the reference through every case, step after step.
@@ -214,7 +249,8 @@ def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCas
     parameter and each state entry are compared after every step, and the learner's run stops at
     the first difference. Then each diagnosis (a wrong step function) is run through the same
     case: if it equals the learner's steps up to there, and the learner's whole run on every other
-    case, its hint is the verdict; otherwise the first difference is named.
+    case, its hint is the verdict (a `FirstStepDiagnosis` only has to equal a first step that
+    differs); otherwise the first difference is named.
     """
     if not callable(learner):
         return wrong(task, f"expected a function, but got {type(learner).__name__}")
@@ -228,13 +264,14 @@ def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCas
         except _BadReturn as problem:
             return wrong(task, f"{problem} {on}")
         except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
-            return wrong(task, f"your function raised {type(error).__name__}: {error} {on}")
+            return wrong(task, f"your function raised {type(error).__name__}: {error} {on}"
+                               f"{_truth_value_hint(error, state_name)}")
         if difference is None:
             continue
-        for diagnosis in diagnoses:
-            if _same_mistake(learner, diagnosis.wrong, got, case, cases, state_name):
-                return wrong(task, diagnosis.hint)
         step, problem = difference
+        for diagnosis in diagnoses:
+            if _matches(diagnosis, learner, got, step, case, cases, state_name):
+                return wrong(task, diagnosis.hint)
         return wrong(task, f"after step {step}, {problem} {on}")
     return passed(task)
 
@@ -332,6 +369,10 @@ def check_noise_floor(noise_floor) -> Verdict:
         Diagnosis(lambda lr, lam, s: lr * s**2 / (2 * (2 + lr * lam)),
                   "the contraction keeps (1 - lr lambda)^2 v of the variance: solve "
                   "v = (1 - lr lambda)^2 v + lr^2 s^2"),
+        Diagnosis(lambda lr, lam, s: lam / 2 * lr * s**2 / (2 - lr * lam),
+                  "a lambda is lost in the variance: v = (1 - lr lambda)^2 v + lr^2 s^2 gives "
+                  "v lr lambda (2 - lr lambda) = lr^2 s^2, so v = lr s^2 / (lambda (2 - lr "
+                  "lambda)), and E[f] = lambda/2 * v"),
     ])
 
 
@@ -395,7 +436,37 @@ def _velocity_step(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
     return param - v, v
 
 
+def _stale_buffer_step(first: str) -> Callable:
+    """A step along the buffer it was given, the new buffer made only after the step.
+
+    `first` says what the first step (no buffer yet) does: 'gradient' steps along g_1 and keeps
+    b_1 = g_1 (torch's values until step 2), 'zero' starts from b_0 = 0 (no move at step 1),
+    'twice' sets b = g_1, steps along it, then updates it once more.
+    """
+    def step(param, grad, momentum_buffer, lr, momentum, dampening=0.0, weight_decay=0.0,
+             nesterov=False):
+        g = grad + weight_decay * param
+        if momentum_buffer is None:
+            old = torch.zeros_like(g) if first == "zero" else g.clone()
+        else:
+            old = momentum_buffer
+        new = g.clone() if momentum_buffer is None and first == "gradient" else \
+            momentum * old + (1 - dampening) * g
+        direction = g + momentum * old if nesterov else old
+        return param - lr * direction, new
+    return step
+
+
+_STALE_BUFFER = ("you stepped along the OLD buffer and updated it after the step: first update "
+                 "it, b_t = momentum * b_(t-1) + (1 - dampening) g_t (b_1 = g_1), then step "
+                 "along the new one, param - lr * b_t")
+
 _MOMENTUM_MISTAKES = [
+    *(Diagnosis(_stale_buffer_step(first), _STALE_BUFFER)
+      for first in ("gradient", "zero", "twice")),
+    Diagnosis(_sgd_variant(buffer_update=lambda b, g, mu, tau: mu * b + g),
+              "dampening is ignored: the new gradient enters the buffer as (1 - dampening) * "
+              "g_t, b_t = momentum * b_(t-1) + (1 - dampening) g_t (from the second step on)"),
     Diagnosis(_sgd_variant(buffer_init=lambda g, tau: (1 - tau) * g),
               "torch starts the buffer at the first gradient itself, b_1 = g_1, so dampening "
               "acts only from the second step on; starting from zero gives (1 - dampening) g_1"),
@@ -437,6 +508,16 @@ def sgd_cases() -> list[StepCase]:
     ]
 
 
+def _nesterov_without_decay(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
+                            weight_decay=0.0, nesterov=False):
+    """torch's step, except that Nesterov's look-ahead adds the bare gradient."""
+    new_param, buffer = _sgd_reference(param, grad, momentum_buffer, lr, momentum, dampening,
+                                       weight_decay, nesterov)
+    if nesterov:  # torch: param - lr (g + mu b) with g = grad + wd param; here grad alone
+        new_param = new_param + lr * weight_decay * param
+    return new_param, buffer
+
+
 def check_sgd_step(sgd_step) -> Verdict:
     """Task 5: `sgd_step(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
     weight_decay=0.0, nesterov=False)`, torch.optim.SGD's step with momentum > 0."""
@@ -452,6 +533,10 @@ def check_sgd_step(sgd_step) -> Verdict:
                   "param, AdamW-style, which is the same here) it bypasses the momentum"),
         Diagnosis(_sgd_variant(decay="none"),
                   "weight_decay is ignored: add weight_decay * param to the gradient"),
+        Diagnosis(_nesterov_without_decay,
+                  "Nesterov's look-ahead uses the same decayed gradient as the buffer: "
+                  "g_t = grad + weight_decay * param, direction g_t + momentum * b_t (you used "
+                  "the bare grad there)"),
         *_MOMENTUM_MISTAKES,
     ], state_name="momentum_buffer")
 

@@ -27,6 +27,9 @@ def check_mse(mse) -> Verdict:
         Diagnosis(lambda x, y: ((x - y) ** 2).sum(),
                   "your loss is the sum, not the mean: check the reduction (divide by the number "
                   "of elements)"),
+        Diagnosis(lambda x, y: ((x - y) ** 2).mean() / 2,
+                  "that is half the MSE, 1/2 mean((x - y)^2), a convention some texts use to "
+                  "make the gradient x - y; torch's mse_loss has no 1/2"),
         Diagnosis(lambda x, y: (x - y).abs().mean(),
                   "that is the mean absolute error (L1 loss): square the residuals instead of "
                   "taking their absolute value"),
