@@ -108,9 +108,34 @@ def mse_loss_grad(input: torch.Tensor, target: torch.Tensor, reduction: str = "m
 
 def _stable_max(input: torch.Tensor, dim: int) -> torch.Tensor:
     """The row maximum to subtract, as a constant; 0 for a row of -inf (whose result is nan
-    anyway), so that -inf - -inf does not appear. A row holding +inf gives nan, as in torch."""
+    anyway), so that -inf - -inf does not appear. A row holding +inf gives nan, as in torch.
+    An empty class dimension has no maximum: 0 then, and the result is empty, as torch's."""
+    if input.dim() and input.size(dim) == 0:
+        shape = list(input.shape)
+        shape[dim] = 1
+        return input.new_zeros(shape)
     m = input.detach().amax(dim=dim, keepdim=True)
     return torch.where(m == -torch.inf, torch.zeros_like(m), m)
+
+
+def _softmax_input(name: str, input: torch.Tensor, dim, dtype: torch.dtype | None):
+    """(input in the dtype to compute in, the dtype of the result), checked. As torch, `dtype`
+    casts the input first (so an integer tensor with dtype=torch.float32 is accepted), and half
+    precision is computed in float32 after that cast. `dim=None` is refused (see the Note)."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"expected input to be a torch.Tensor, but got {type(input).__name__}")
+    if dim is None:
+        raise TypeError(f"expected dim to be an int, but got None; {name} needs the dimension of "
+                        "the classes (dim=1 for logits of shape (N, C)). torch's dim=None is "
+                        "deprecated: it warns and guesses dim 0 for 0-, 1- and 3-D inputs, else 1")
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"expected dtype to be a floating torch.dtype, but got {dtype}")
+        input = input.to(dtype)  # the cast comes first, as in torch
+    if not input.is_floating_point():
+        raise TypeError(f"expected input of a floating dtype, but got {input.dtype}; pass "
+                        "dtype=torch.float32 (or float64) to cast it first")
+    return input.to(_compute_dtype(input.dtype)), input.dtype
 
 
 def log_softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -121,12 +146,14 @@ def log_softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None = None)
         \qquad m = \max_k x_k
 
     Subtracting $m$ changes nothing mathematically, but the largest exponent becomes $e^0 = 1$:
-    nothing overflows, and the sum is at least 1, so its log is finite. Note: torch also accepts
-    `dim=None` (with a deprecation warning and a guess of the dimension); we require it.
+    nothing overflows, and the sum is at least 1, so its log is finite. `dtype` casts the input
+    before anything else (an integer tensor is accepted with a floating `dtype`), as in torch.
+
+    Note: torch also accepts `dim=None`, with a deprecation warning and a guess of the dimension
+    (dim 0 for 0-, 1- and 3-D inputs, else 1: the batch dimension of an (N, C, L) input); we
+    raise a TypeError instead and require `dim`.
     """
-    _check_floating("input", input)
-    dtype = dtype or input.dtype
-    x = input.to(_compute_dtype(dtype))
+    x, dtype = _softmax_input("log_softmax", input, dim, dtype)
     shifted = x - _stable_max(x, dim)
     return (shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))).to(dtype)
 
@@ -137,10 +164,10 @@ def softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> 
     .. math::
         p_c = \frac{e^{x_c}}{\sum_k e^{x_k}} = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}},
         \qquad m = \max_k x_k
+
+    `dtype` casts first, and `dim=None` is refused, as for `log_softmax`.
     """
-    _check_floating("input", input)
-    dtype = dtype or input.dtype
-    x = input.to(_compute_dtype(dtype))
+    x, dtype = _softmax_input("softmax", input, dim, dtype)
     exps = torch.exp(x - _stable_max(x, dim))
     return (exps / exps.sum(dim=dim, keepdim=True)).to(dtype)
 

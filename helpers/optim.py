@@ -22,6 +22,12 @@ a `TypeError` instead of being supported; and a NaN hyperparameter is refused by
 (torch's SGD lets one through). Every other argument, default, error message and state entry is
 torch's; our messages add, after torch's own text, what was expected.
 
+A tensor `lr` (every optimizer) or tensor `betas` (Adam, AdamW) is used as torch uses it: as a
+0-dim tensor, never turned into a Python float first, so the arithmetic on it — Adagrad's
+$\gamma / (1 + (t-1)\eta)$, Adam's $1-\beta_1^t$, $\gamma / (1-\beta_1^t)$ and AdamW's
+$1-\gamma\lambda$ — runs in the tensor's dtype. A float32 `torch.tensor(0.01)` therefore gives the
+same float32-rounded step sizes as torch's, bit for bit, also for float64 parameters.
+
 `check_optimizer(...)` and the checks registered at the bottom run ours and torch's side by side
 for 200 steps on the same model and data and compare the parameters and the whole state after
 every step; `python -m helpers.verify -k SGD` runs them.
@@ -29,7 +35,6 @@ every step; `python -m helpers.verify -k SGD` runs them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -63,9 +68,10 @@ def _direction(param: Tensor, grad: Tensor, weight_decay: float, maximize: bool)
     return g.add(param, alpha=weight_decay) if weight_decay != 0 else g
 
 
-def sgd_step(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, lr: float,
-             momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
-             nesterov: bool = False, maximize: bool = False) -> Tensor | None:
+def sgd_step(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *,
+             lr: float | Tensor, momentum: float = 0.0, dampening: float = 0.0,
+             weight_decay: float = 0.0, nesterov: bool = False,
+             maximize: bool = False) -> Tensor | None:
     r"""One step of SGD on `param`, in place; returns the momentum buffer (None without momentum).
 
     .. math::
@@ -93,9 +99,9 @@ def sgd_step(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, lr:
     return momentum_buffer
 
 
-def adagrad_step(param: Tensor, grad: Tensor, state_sum: Tensor, step: Tensor, *, lr: float,
-                 lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10,
-                 maximize: bool = False) -> None:
+def adagrad_step(param: Tensor, grad: Tensor, state_sum: Tensor, step: Tensor, *,
+                 lr: float | Tensor, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 eps: float = 1e-10, maximize: bool = False) -> None:
     r"""One step of Adagrad on `param`; `state_sum` and `step` are updated in place.
 
     .. math::
@@ -109,7 +115,7 @@ def adagrad_step(param: Tensor, grad: Tensor, state_sum: Tensor, step: Tensor, *
     # t = t + 1
     step += 1
     g = _direction(param, grad, weight_decay, maximize)
-    # lr_t = lr / (1 + (t - 1) * lr_decay)
+    # lr_t = lr / (1 + (t - 1) * lr_decay)     (in lr's dtype when lr is a tensor)
     clr = lr / (1 + (step.item() - 1) * lr_decay)
     # G_t = G_{t-1} + g_t^2
     state_sum.addcmul_(g, g, value=1)
@@ -119,8 +125,9 @@ def adagrad_step(param: Tensor, grad: Tensor, state_sum: Tensor, step: Tensor, *
 
 def rmsprop_step(param: Tensor, grad: Tensor, square_avg: Tensor, step: Tensor,
                  grad_avg: Tensor | None = None, momentum_buffer: Tensor | None = None, *,
-                 lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, centered: bool = False, maximize: bool = False) -> None:
+                 lr: float | Tensor, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False) -> None:
     r"""One step of RMSprop on `param`; the state tensors are updated in place.
 
     .. math::
@@ -160,9 +167,9 @@ def rmsprop_step(param: Tensor, grad: Tensor, square_avg: Tensor, step: Tensor,
 
 
 def adam_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: Tensor,
-              max_exp_avg_sq: Tensor | None = None, *, lr: float, beta1: float = 0.9,
-              beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
-              amsgrad: bool = False, maximize: bool = False,
+              max_exp_avg_sq: Tensor | None = None, *, lr: float | Tensor,
+              beta1: float | Tensor = 0.9, beta2: float | Tensor = 0.999, eps: float = 1e-8,
+              weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
               decoupled_weight_decay: bool = False) -> None:
     r"""One step of Adam (or AdamW) on `param`; the state tensors are updated in place.
 
@@ -178,6 +185,8 @@ def adam_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, 
     Weight decay is an L2 term in $g_t$ (Adam), or with `decoupled_weight_decay` (AdamW) a
     separate shrink $\theta_{t-1} \leftarrow (1 - \gamma\lambda)\theta_{t-1}$ that never enters
     $m$ and $v$. The division by $1-\beta^t$ removes the bias of averages that start at 0.
+    A tensor `lr`, `beta1` or `beta2` (0-dim) stays a tensor: the scalar arithmetic runs in its
+    dtype, as in torch (`beta1` is first cast to the parameter's dtype, as `lerp_` needs).
     """
     # t = t + 1
     step += 1
@@ -186,11 +195,11 @@ def adam_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, 
         # theta_{t-1} = (1 - lr * lambda) * theta_{t-1}
         param.mul_(1 - lr * weight_decay)
     # m_t = beta1 * m_{t-1} + (1 - beta1) * g_t     (lerp: a + w (b - a))
-    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg.lerp_(g, 1 - _cast_like(beta1, param))
     # v_t = beta2 * v_{t-1} + (1 - beta2) * g_t^2
     exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     t = step.item()
-    # 1 - beta1^t and 1 - beta2^t: the bias corrections
+    # 1 - beta1^t and 1 - beta2^t: the bias corrections (in the betas' dtype when tensors)
     bias_correction1 = 1 - beta1**t
     bias_correction2 = 1 - beta2**t
     if amsgrad:
@@ -198,9 +207,10 @@ def adam_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, 
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
     second_moment = max_exp_avg_sq if amsgrad else exp_avg_sq
     # sqrt(vhat_t) + eps = sqrt(v_t) / sqrt(1 - beta2^t) + eps
-    denom = (second_moment.sqrt() / math.sqrt(bias_correction2)).add_(eps)
-    # theta_t = theta_{t-1} - lr * mhat_t / (sqrt(vhat_t) + eps),  mhat_t = m_t / (1 - beta1^t)
-    param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+    denom = (second_moment.sqrt() / bias_correction2**0.5).add_(eps)
+    # theta_t = theta_{t-1} - lr / (1 - beta1^t) * m_t / (sqrt(vhat_t) + eps)
+    step_size = lr / bias_correction1
+    param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +238,9 @@ def _check_betas(betas) -> None:
     if not isinstance(betas, Sequence) or len(betas) != 2:
         raise TypeError(f"expected betas to be a pair (beta1, beta2), but got {betas!r}")
     for index, beta in enumerate(betas):
+        if isinstance(beta, Tensor) and beta.numel() != 1:
+            raise ValueError(f"Tensor betas[{index}] must be 1-element (expected a 1-element "
+                             f"tensor, but got shape {tuple(beta.shape)})")
         _check_at_least(f"beta parameter at index {index}", f"betas[{index}]", beta, 0.0)
         if not beta < 1.0:
             raise ValueError(f"Invalid beta parameter at index {index}: {beta} "
@@ -238,9 +251,21 @@ def _check_betas(betas) -> None:
                          f"such as (0.9, 0.999), but got {tuple(type(b).__name__ for b in betas)})")
 
 
-def _scalar(value) -> float:
-    """A hyperparameter that may be a 1-element tensor, as a Python float."""
-    return value.item() if isinstance(value, Tensor) else value
+def _to_scalar(value):
+    """torch's `_to_scalar`: a 1-element tensor hyperparameter as a 0-dim tensor; a float stays.
+
+    The tensor is *not* turned into a Python float: the steps compute with it as torch does, so
+    `1 - beta1**t`, `lr / (1 - beta1**t)` and `1 - lr * weight_decay` are evaluated in the
+    tensor's dtype (a float32 `torch.tensor(0.01)` rounds them to float32, also for float64
+    parameters).
+    """
+    return value.squeeze() if isinstance(value, Tensor) and value.dim() != 0 else value
+
+
+def _cast_like(value, param: Tensor):
+    """A tensor hyperparameter moved to `param`'s device and dtype (torch does this for beta1,
+    the weight of `lerp_`, which must match the tensor it updates); a float stays."""
+    return value.to(device=param.device, dtype=param.dtype) if isinstance(value, Tensor) else value
 
 
 def _new_step() -> Tensor:
@@ -305,7 +330,7 @@ class SGD(_OneTensorAtATime):
         super().__init__(params, defaults)
 
     def _update(self, param, grad, group):
-        options = dict(lr=_scalar(group["lr"]), momentum=group["momentum"],
+        options = dict(lr=_to_scalar(group["lr"]), momentum=group["momentum"],
                        dampening=group["dampening"], weight_decay=group["weight_decay"],
                        nesterov=group["nesterov"], maximize=group["maximize"])
         if group["momentum"] == 0:
@@ -352,7 +377,7 @@ class Adagrad(_OneTensorAtATime):
 
     def _update(self, param, grad, group):
         state = self._initialize(param)  # parameters of groups added after construction
-        adagrad_step(param, grad, state["sum"], state["step"], lr=_scalar(group["lr"]),
+        adagrad_step(param, grad, state["sum"], state["step"], lr=_to_scalar(group["lr"]),
                      lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
                      eps=group["eps"], maximize=group["maximize"])
 
@@ -389,7 +414,7 @@ class RMSprop(_OneTensorAtATime):
             if group["centered"]:
                 state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         rmsprop_step(param, grad, state["square_avg"], state["step"], state.get("grad_avg"),
-                     state.get("momentum_buffer"), lr=_scalar(group["lr"]), alpha=group["alpha"],
+                     state.get("momentum_buffer"), lr=_to_scalar(group["lr"]), alpha=group["alpha"],
                      eps=group["eps"], weight_decay=group["weight_decay"],
                      momentum=group["momentum"], centered=group["centered"],
                      maximize=group["maximize"])
@@ -415,8 +440,8 @@ class Adam(_OneTensorAtATime):
         _check_at_least("epsilon value", "eps", eps, 0.0)
         _check_betas(betas)
         _check_at_least("weight_decay value", "weight_decay", weight_decay, 0.0)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize,
+        defaults = dict(lr=lr, betas=tuple(map(_to_scalar, betas)), eps=eps,
+                        weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
@@ -430,9 +455,9 @@ class Adam(_OneTensorAtATime):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = torch.zeros_like(
                     param, memory_format=torch.preserve_format)
-        beta1, beta2 = (_scalar(b) for b in group["betas"])
+        beta1, beta2 = (_to_scalar(b) for b in group["betas"])
         adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                  state.get("max_exp_avg_sq"), lr=_scalar(group["lr"]), beta1=beta1,
+                  state.get("max_exp_avg_sq"), lr=_to_scalar(group["lr"]), beta1=beta1,
                   beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                   amsgrad=group["amsgrad"], maximize=group["maximize"],
                   decoupled_weight_decay=group["decoupled_weight_decay"])

@@ -5,7 +5,7 @@ Every scheduler mirrors its `torch.optim.lr_scheduler` namesake: the same argume
 drives any optimizer with `param_groups` (`torch.optim` or `helpers.optim`). With $\eta_0$ the
 base learning rate of a parameter group and $t$ the number of `step()` calls so far:
 
-    StepLR             eta_0 * gamma ** (t // step_size)
+    StepLR             eta_0 * gamma ** (t // step_size)            (an int step_size)
     MultiStepLR        eta_0 * gamma ** (number of milestones <= t)
     ExponentialLR      eta_0 * gamma ** t
     LinearLR           eta_0 * (s + (e - s) * min(t, T) / T)              (warm-up)
@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -88,22 +90,46 @@ def _positive_int(name: str, value) -> None:
         raise ValueError(f"Expected positive integer {name}, but got {value!r}")
 
 
+def _positive_number(name: str, value) -> None:
+    """A finite real > 0: an int, or a float, which torch takes too (its docs say int)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not (math.isfinite(value) and value > 0)):
+        raise ValueError(f"Expected positive {name} (an int, or a float such as 2.5), but got "
+                         f"{value!r}")
+
+
+def _reached(milestone, step: int) -> bool:
+    """Whether some step 0..`step` equals `milestone` (2.5 and negative milestones never do)."""
+    return 0 <= milestone <= step and float(milestone).is_integer()
+
+
 class StepLR(LRScheduler):
-    r"""Decay by `gamma` every `step_size` steps: $\eta_t = \eta_0\,\gamma^{\lfloor t/s\rfloor}$."""
+    r"""Decay by `gamma` every `step_size` steps: $\eta_t = \eta_0\,\gamma^{\lfloor t/s\rfloor}$.
+
+    Note: as torch, `step_size` may be a float, and the decay happens at each step $t \ge 1$ with
+    `t % step_size == 0` — at the multiples of $p$, the numerator of `step_size` as an exact
+    binary fraction: $\eta_t = \eta_0\,\gamma^{\lfloor t/p\rfloor}$. So 2.5 = 5/2 decays every 5
+    steps, 0.5 = 1/2 every step, and 0.1 (not a binary fraction: its numerator is about 3.6e15)
+    never. Zero and negative step sizes are refused (torch divides by zero, or decays every
+    $|s|$ steps).
+    """
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        _positive_int("step_size", step_size)
+        _positive_number("step_size", step_size)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, base_lr, step):
-        return base_lr * self.gamma ** (step // self.step_size)
+        # p = numerator of step_size: t % step_size == 0 exactly when p divides t
+        period = Fraction(self.step_size).numerator
+        return base_lr * self.gamma ** (step // period)
 
 
 class MultiStepLR(LRScheduler):
     r"""Decay by `gamma` at each milestone: $\eta_t = \eta_0\,\gamma^{\#\{m_i \le t\}}$.
 
-    A milestone listed twice decays twice, as in torch.
+    A milestone listed twice decays twice, as in torch; and as in torch, a milestone that no step
+    equals (a negative one, or 2.5) never decays.
     """
 
     def __init__(self, optimizer, milestones: Iterable[int], gamma: float = 0.1,
@@ -113,7 +139,8 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, base_lr, step):
-        return base_lr * self.gamma ** bisect_right(self.milestones, step)
+        # the number of milestones m_i (with repeats) that a step 0..t has equalled
+        return base_lr * self.gamma ** sum(_reached(m, step) for m in self.milestones)
 
 
 class ExponentialLR(LRScheduler):
@@ -131,7 +158,11 @@ class LinearLR(LRScheduler):
     r"""Linear warm-up (or decay) of the factor from `start_factor` to `end_factor` over
     `total_iters` steps, then constant:
 
-    .. math:: \eta_t = \eta_0\Bigl(s + (e - s)\,\frac{\min(t, T)}{T}\Bigr)
+    .. math:: \eta_t = \eta_0\Bigl(s + (e - s)\,\frac{\min(t, \lfloor T\rfloor)}{T}\Bigr)
+
+    Note: as torch, `total_iters` may be a float; the factor then stops changing after step
+    $\lfloor T\rfloor$, short of `end_factor` (torch's step changes it only while $t \le T$).
+    `total_iters=0` is refused (torch keeps `start_factor` for ever).
     """
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
@@ -142,12 +173,12 @@ class LinearLR(LRScheduler):
         if not 0 <= end_factor <= 1:
             raise ValueError(f"Ending multiplicative factor expected to be between 0 and 1, "
                              f"but got {end_factor}")
-        _positive_int("total_iters", total_iters)
+        _positive_number("total_iters", total_iters)
         self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
         super().__init__(optimizer, last_epoch)
 
     def _lr(self, base_lr, step):
-        progress = min(self.total_iters, step) / self.total_iters
+        progress = min(math.floor(self.total_iters), step) / self.total_iters
         return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
 
 
@@ -156,11 +187,13 @@ class CosineAnnealingLR(LRScheduler):
 
     .. math:: \eta_t = \eta_{\min} + (\eta_0 - \eta_{\min})\,\frac{1 + \cos(\pi t / T_{\max})}{2}
 
-    Past `T_max` the cosine continues (back up to $\eta_0$ at $2T_{\max}$), as in torch.
+    Past `T_max` the cosine continues (back up to $\eta_0$ at $2T_{\max}$), as in torch. `T_max`
+    may be a float (100.0, or 2.5), as in torch; zero and negative values are refused (torch
+    divides by zero, or runs the cosine with a negative period).
     """
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):  # noqa: N803
-        _positive_int("T_max", T_max)
+        _positive_number("T_max", T_max)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 

@@ -12,6 +12,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -47,32 +48,42 @@ def shuffled_batches(n_samples: int, batch_size: int,
     return iter(order.split(batch_size))
 
 
+@contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """`model.eval()` inside the block; afterwards every module gets its own mode back, train or
+    eval, also in a model whose modules were in mixed modes (a frozen batch norm, say)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, X: Tensor, y: Tensor,
              loss_fn: Callable = F.cross_entropy) -> tuple[float, float]:
-    """(mean loss, accuracy) of a classifier on (X, y), in eval mode without gradients.
+    """(mean loss, accuracy) of a classifier on (X, y), in eval mode without gradients; every
+    module gets its own train / eval mode back afterwards.
 
     Accuracy is the share of samples whose highest logit is the true class (it needs one logit
     per class: an argmax over a single output is always 0).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         logits = model(X)
         if logits.dim() != 2 or logits.shape[1] < 2:
             raise ValueError(f"expected logits of shape (N, C) with C >= 2 classes, but got "
                              f"{tuple(logits.shape)}")
         accuracy = (logits.argmax(dim=1) == y).double().mean().item()
         return loss_fn(logits, y).item(), accuracy
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
 def evaluate_batches(model: torch.nn.Module, batches, loss_fn: Callable = F.cross_entropy
                      ) -> tuple[float, metrics.StreamingConfusionMatrix]:
     r"""(mean loss, confusion counts) of a classifier over an iterable of `(X, y)` batches, such
-    as a `DataLoader`, in eval mode without gradients.
+    as a `DataLoader`, in eval mode without gradients (each module's mode given back after).
 
     The loss of each batch is weighted by its size, $\frac1N \sum_b n_b \bar\ell_b$, and the
     predictions are counted into one `helpers.metrics.StreamingConfusionMatrix`: every metric
@@ -81,9 +92,7 @@ def evaluate_batches(model: torch.nn.Module, batches, loss_fn: Callable = F.cros
     the batch's samples (torch's default `reduction="mean"`, without `ignore_index` or class
     `weight`, whose means divide by another count).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         counts = metrics.StreamingConfusionMatrix()
         total_loss, n = 0.0, 0
         for X, y in batches:
@@ -102,8 +111,6 @@ def evaluate_batches(model: torch.nn.Module, batches, loss_fn: Callable = F.cros
         if n == 0:
             raise ValueError("expected at least one batch with samples, but got none")
         return total_loss / n, counts
-    finally:
-        model.train(was_training)
 
 
 class EarlyStopping:

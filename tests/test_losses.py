@@ -186,6 +186,65 @@ def test_softmax_dtype_argument_casts_first():
                                F.log_softmax(x, 1, dtype=torch.float64), rtol=1e-12, atol=1e-12)
 
 
+SOFTMAXES = [(L.softmax, F.softmax), (L.log_softmax, F.log_softmax)]
+
+
+@pytest.mark.parametrize("ours, theirs", SOFTMAXES, ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("x, dtype", [
+    (torch.tensor([[1, 2, 3], [-4, 0, 9]]), torch.float32),
+    (torch.tensor([[1, 2, 3], [-4, 0, 9]]), torch.float64),
+    (torch.tensor([[True, False, True]]), torch.float32),
+    # cast first, then compute: 2049 and 2048 are one float16, so the two classes tie
+    (torch.tensor([[2049, 2048, 0]]), torch.float16),
+    (torch.tensor([[2049.0, 2048.0, 0.1]], dtype=torch.float64), torch.float16),
+    (torch.tensor([[2049.0, 2048.0, 0.1]], dtype=torch.float64), torch.bfloat16),
+], ids=["int64 to float32", "int64 to float64", "bool to float32", "int64 to float16",
+        "float64 to float16", "float64 to bfloat16"])
+def test_the_dtype_argument_casts_before_anything_else(ours, theirs, x, dtype):
+    """As torch: `dtype` casts the input first, so integer inputs are accepted and a float64
+    input is rounded to float16 before the exponentials (then computed in float32)."""
+    result, expected = ours(x, 1, dtype=dtype), theirs(x, 1, dtype=dtype)
+    assert result.dtype == expected.dtype == dtype
+    torch.testing.assert_close(result, expected, rtol=TOLERANCES[dtype].rtol,
+                               atol=TOLERANCES[dtype].atol)
+
+
+@pytest.mark.parametrize("ours, theirs", SOFTMAXES, ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape, dim", [((3, 0), 1), ((3, 0), -1), ((0, 3), 1), ((0,), 0),
+                                        ((2, 0, 4), 1), ((2, 3, 0), 2)])
+def test_an_empty_dimension_gives_an_empty_result_as_in_torch(ours, theirs, shape, dim):
+    x = torch.zeros(shape, dtype=torch.float64)
+    compare(ours, theirs, [x], torch.float64, dim=dim)
+
+
+@pytest.mark.parametrize("ours, theirs", SOFTMAXES, ids=["softmax", "log_softmax"])
+def test_the_class_dimension_is_required(ours, theirs):
+    """torch's dim=None is deprecated: it warns and guesses dim 0 for a 3-D input, the batch of
+    an (N, C, L) tensor; ours refuses."""
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="Implicit dimension choice"):
+        guessed = theirs(x, None)
+    torch.testing.assert_close(guessed, theirs(x, 0), rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"expected dim to be an int, but got None; .*needs the "
+                                        r"dimension of the classes \(dim=1 for logits of shape "
+                                        r"\(N, C\)\)\. torch's dim=None is deprecated"):
+        ours(x, None)
+
+
+@pytest.mark.parametrize("ours, theirs", SOFTMAXES, ids=["softmax", "log_softmax"])
+def test_integers_without_a_dtype_and_integer_dtypes_are_refused(ours, theirs):
+    with pytest.raises(TypeError, match=r"expected input of a floating dtype, but got "
+                                        r"torch.int64; pass dtype=torch.float32"):
+        ours(torch.arange(3), 0)
+    with pytest.raises(NotImplementedError):  # torch refuses too, in its kernel
+        theirs(torch.arange(3), 0)
+    with pytest.raises(TypeError, match="expected dtype to be a floating torch.dtype, but got "
+                                        "torch.int64"):
+        ours(torch.rand(3), 0, dtype=torch.long)
+    with pytest.raises(IndexError, match="Dimension out of range"):  # torch's own message
+        ours(torch.rand(2, 3), 2)
+
+
 # --------------------------------------------------------------------------------------------
 # Stability: where naive formulas break
 # --------------------------------------------------------------------------------------------
@@ -198,6 +257,29 @@ def test_log_softmax_is_finite_at_huge_logits():
     torch.testing.assert_close(ours, F.log_softmax(x, dim=1))
     naive = torch.log(torch.exp(x) / torch.exp(x).sum(1, keepdim=True))
     assert not torch.isfinite(naive).all()
+
+
+HUGE_LOGITS = torch.tensor([[1e3, 0.0, -1e3], [-1e4, -1e4 + 1, -1e4 + 2], [0.0, 1e3, 2e3],
+                            [-1e4, 0.0, 1e4]], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("target, options", [
+    (torch.tensor([0, 1, 2, 1]), {}),
+    (torch.tensor([2, 0, 0, 0]), {}),  # the least likely class: -log p = 2000, 2, 2000, 2e4
+    (torch.tensor([1, 2, 0, 0]), {"label_smoothing": 0.1}),
+    (torch.tensor([1, 2, 0, 0]), {"weight": torch.tensor([0.5, 1.0, 2.0]), "reduction": "none"}),
+    (torch.softmax(torch.tensor([[1.0, 2.0, 3.0]] * 4, dtype=torch.float64), 1), {}),
+], ids=["classes", "least likely classes", "label smoothing", "weights", "probabilities"])
+def test_cross_entropy_at_huge_logits_is_finite_and_torchs(target, options, dtype):
+    """Logits of 1e3 and -1e4: a log-softmax built as log(softmax(x)) gives log 0 = -inf (and
+    0 * -inf = NaN for the other classes); the log-sum-exp form stays finite, as torch's."""
+    x = HUGE_LOGITS.to(dtype)
+    target = target.to(dtype) if target.is_floating_point() else target
+    options = {k: v.to(dtype) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
+    ours = L.cross_entropy(x, target, **options)
+    assert torch.isfinite(ours).all()
+    compare(L.cross_entropy, F.cross_entropy, [x, target], dtype, **options)
 
 
 def test_rows_of_minus_infinity_give_nan_like_torch():

@@ -420,6 +420,79 @@ def test_average_precision_is_the_step_integral_of_the_curve():
     assert precision.tolist() == pytest.approx([0.5, 2 / 3, 0.5, 1.0, 1.0])
 
 
+def test_average_precision_without_positives_is_plus_zero_as_in_sklearn():
+    """No positive: every recall is 1, the sum is -0.0; scikit-learn returns max(0.0, -0.0) =
+    0.0, and so must we (a clamp keeps the sign)."""
+    y_true, y_score = [0, 0, 0], [0.2, 0.7, 0.4]
+    assert_same_as_sklearn(M, "average_precision_score", y_true, y_score)
+    with pytest.warns(UserWarning, match="No positive class found in y_true"):
+        ours = M.average_precision_score(torch.tensor(y_true), torch.tensor(y_score)).item()
+    with pytest.warns(UserWarning, match="No positive class found in y_true"):
+        theirs = sk.average_precision_score(y_true, y_score)
+    assert ours == theirs == 0 and math.copysign(1, ours) == math.copysign(1, theirs) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Labels as scikit-learn takes them: floats holding whole numbers, pos_label=1.0, labels=range
+# --------------------------------------------------------------------------------------------
+
+FLOAT_LABEL_CASES = {
+    "accuracy": ("accuracy_score", ([0.0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), {}),
+    "F1, both float": ("f1_score", ([0.0, 1, 1, 0, 1], [0.0, 1, 0, 0, 1]), {}),
+    "F1 macro, three classes": ("f1_score", ([0.0, 1, 2, 2], [0, 2, 1, 2]), {"average": "macro"}),
+    "F1, pos_label=0.0": ("f1_score", ([0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), {"pos_label": 0.0}),
+    "precision, pos_label=1.0": (
+        "precision_score", ([0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), {"pos_label": 1.0}),
+    "precision, pos_label=0.5": (
+        "precision_score", ([0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), {"pos_label": 0.5}),
+    "confusion matrix, labels=range(3)": (
+        "confusion_matrix", ([0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), {"labels": range(3)}),
+    "F1 per class, labels=range(2)": (
+        "f1_score", ([0.0, 1, 1, 0], [0, 1, 0, 0]), {"labels": range(2), "average": None}),
+    "MCC": ("matthews_corrcoef", ([0.0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), {}),
+    "balanced accuracy": ("balanced_accuracy_score", ([-1.0, 1, 1, -1], [-1, 1, -1, -1]), {}),
+    "labels 0.5: an error on both sides": ("f1_score", ([0.5, 1, 1, 0], [0, 1, 0, 0]), {}),
+    "predictions 0.5: an error on both sides": ("accuracy_score", ([0, 1, 1, 0], [0.5, 1, 0, 0]),
+                                                {}),
+    "ROC curve": ("roc_curve", ([0.0, 1, 1, 0, 1], [0.1, 0.8, 0.4, 0.3, 0.9]), {}),
+    "ROC curve, pos_label=1.0": (
+        "roc_curve", ([0.0, 2, 2, 0, 2], [0.1, 0.8, 0.4, 0.3, 0.9]), {"pos_label": 2.0}),
+    "ROC AUC": ("roc_auc_score", ([0.0, 1, 1, 0, 1], [0.1, 0.8, 0.4, 0.3, 0.9]), {}),
+    "ROC AUC one-vs-rest, labels=range(3)": (
+        "roc_auc_score", ([0.0, 1, 2, 2], P3.tolist()), {"multi_class": "ovr", "labels": range(3)}),
+    "average precision": (
+        "average_precision_score", ([0.0, 1, 1, 0, 1], [0.1, 0.8, 0.4, 0.3, 0.9]), {}),
+    "average precision, pos_label=0.0": (
+        "average_precision_score", ([0.0, 1, 1, 0, 1], [0.1, 0.8, 0.4, 0.3, 0.9]),
+        {"pos_label": 0.0}),
+    "PR curve, labels 0.5: an error on both sides": (
+        "precision_recall_curve", ([0.0, 0.5, 1, 0], [0.1, 0.8, 0.4, 0.3]), {}),
+    "log loss": ("log_loss", ([0.0, 1, 1, 0], [0.1, 0.8, 0.4, 0.3]), {}),
+    "log loss, labels=range(3)": ("log_loss", ([0.0, 1, 2, 2], P3.tolist()), {"labels": range(3)}),
+    "Brier score, pos_label=1.0": (
+        "brier_score_loss", ([0.0, 1, 1, 0], [0.1, 0.8, 0.4, 0.3]), {"pos_label": 1.0}),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", sorted(FLOAT_LABEL_CASES))
+def test_labels_as_sklearn_takes_them(case, dtype):
+    """Float labels holding whole numbers (the 0.0 / 1.0 targets of a BCE loss), a float
+    pos_label and labels=range(K) are what scikit-learn accepts; 0.5 is an error on both sides."""
+    name, (y_true, second), kwargs = FLOAT_LABEL_CASES[case]
+    y_true = np.array(y_true, dtype=dtype)
+    assert_same_as_sklearn(M, name, y_true, second, **kwargs)
+
+
+def test_float_labels_count_as_the_integer_labels_they_hold():
+    y_true, y_pred = torch.tensor([0, 1, 2, 2, 1]), torch.tensor([0, 2, 2, 2, 1])
+    stream = M.StreamingConfusionMatrix().update(y_true.float(), y_pred.double())
+    assert stream.classes.dtype == torch.int64
+    assert torch.equal(stream.confusion_matrix(), M.confusion_matrix(y_true, y_pred))
+    assert torch.equal(M.confusion_matrix(y_true, y_pred, labels=range(3)),
+                       M.confusion_matrix(y_true, y_pred, labels=[0, 1, 2]))
+
+
 # --------------------------------------------------------------------------------------------
 # Imbalanced data, ROC and probabilities: edge cases, each equal to scikit-learn's
 # --------------------------------------------------------------------------------------------
@@ -600,9 +673,24 @@ def test_the_new_warnings_are_sklearns(case):
 @pytest.mark.parametrize("call, error, message", [
     (lambda: M.f1_score(Y, torch.tensor([0, 1, 1])), ValueError,
      r"expected y_true and y_pred of the same length, but got 4 and 3"),
-    (lambda: M.accuracy_score(Y, S), TypeError,
-     r"expected integer class labels in y_pred, but got torch.float32 values; turn scores into "
-     r"labels first, e.g. \(y_score >= 0.5\).long\(\)"),
+    (lambda: M.accuracy_score(Y, S), ValueError,
+     r"expected class labels in y_pred \(integers, or floats holding whole numbers such as 0.0 "
+     r"and 1.0\), but got torch.float32 values such as 0.2 that are not; turn scores into labels "
+     r"first, e.g. \(y_score >= 0.5\).long\(\)"),
+    (lambda: M.accuracy_score(S, Y), ValueError,
+     r"but got torch.float32 values such as 0.2 that are not; y_true holds each sample's true "
+     r"class, not a probability: pass the hard labels"),
+    (lambda: M.f1_score(Y.double().where(Y == 0, math.nan), Y), ValueError,
+     r"expected class labels in y_true .* but got torch.float64 values such as nan that are not"),
+    (lambda: M.roc_curve(Y * math.inf, S), ValueError, r"values such as nan that are not"),
+    (lambda: M.confusion_matrix(Y, Y, labels=[0, 1.5]), ValueError,
+     r"values such as 1.5 that are not; labels names classes, e.g. labels=\[0, 1, 2\] or "
+     r"labels=range\(3\)"),
+    (lambda: M.accuracy_score(Y.to(torch.complex64), Y), TypeError,
+     r"expected integer class labels in y_true, but got torch.complex64 values"),
+    (lambda: M.accuracy_score(torch.eye(4), Y), ValueError,
+     r"but got shape \(4, 4\); for one-hot targets of shape \(N, C\), take each sample's "
+     r"class: .argmax\(dim=1\)"),
     (lambda: M.precision_score(Y, Y[:, None]), ValueError,
      r"expected y_pred of shape \(N,\) with one class label per sample, but got shape \(4, 1\); "
      r"a column holds one value per sample: flatten it with .squeeze\(1\)"),
@@ -623,7 +711,11 @@ def test_the_new_warnings_are_sklearns(case):
      r"but got -1"),
     (lambda: M.precision_score(Y, Y, pos_label=2), ValueError,
      r"expected pos_label to be one of the labels \[0, 1\], but got pos_label=2"),
-    (lambda: M.precision_score(Y, Y, pos_label=0.5), TypeError, r"expected an integer pos_label"),
+    (lambda: M.precision_score(Y, Y, pos_label=0.5), ValueError,
+     r"expected pos_label to be a class label, a whole number such as 1 or 1.0, but got 0.5"),
+    (lambda: M.roc_curve(Y, S, pos_label=math.nan), ValueError, r"but got nan"),
+    (lambda: M.precision_score(Y, Y, pos_label="1"), TypeError,
+     r"expected an integer pos_label \(a class label\), but got '1'"),
     (lambda: M.confusion_matrix(Y, Y, labels=[]), ValueError,
      r"expected at least one label in labels, but got none"),
     (lambda: M.confusion_matrix(Y, Y, labels=[1, 1]), ValueError,
@@ -672,8 +764,8 @@ def test_the_new_warnings_are_sklearns(case):
     # balanced accuracy and MCC
     (lambda: M.balanced_accuracy_score(Y, Y[:, None]), ValueError,
      r"expected y_pred of shape \(N,\) with one class label per sample, but got shape \(4, 1\)"),
-    (lambda: M.matthews_corrcoef(Y.double(), Y), TypeError,
-     r"expected integer class labels in y_true, but got torch.float64 values"),
+    (lambda: M.matthews_corrcoef(Y / 2, Y), ValueError,
+     r"expected class labels in y_true \(integers, or floats holding whole numbers"),
     (lambda: M.balanced_accuracy_score(Y, Y, adjusted="yes"), TypeError,
      r"expected adjusted to be True or False, but got 'yes'"),
     # ROC
@@ -682,7 +774,7 @@ def test_the_new_warnings_are_sklearns(case):
     (lambda: M.roc_auc_score(Y, S[:, None]), ValueError,
      r"but got shape \(4, 1\); a single column holds the score of the positive class: flatten "
      r"it with .squeeze\(1\)"),
-    (lambda: M.roc_auc_score(Y.double(), S), TypeError, r"expected integer class labels in y_true"),
+    (lambda: M.roc_auc_score(Y / 2, S), ValueError, r"expected class labels in y_true"),
     (lambda: M.roc_auc_score(Y, Y), TypeError, r"expected floating-point scores in y_score "
      r"\(probabilities or logits\), but got torch.int64; convert them with .double\(\)"),
     (lambda: M.log_loss(Y, Y), TypeError, r"expected floating-point scores in y_proba "
@@ -733,7 +825,7 @@ def test_the_new_warnings_are_sklearns(case):
      r"expected y_proba of shape \(N,\) with the score of the positive class, or \(N, C\) with "
      r"one column per class, but got shape \(4, 1\)"),
     (lambda: M.brier_score_loss(Y, S[:, None]), ValueError, r"but got shape \(4, 1\)"),
-    (lambda: M.log_loss(Y.double(), S), TypeError, r"expected integer class labels in y_true"),
+    (lambda: M.log_loss(Y - 0.5, S), ValueError, r"expected class labels in y_true"),
     (lambda: M.brier_score_loss(Y, Y), TypeError,
      r"expected floating-point scores in y_proba \(probabilities\), but got torch.int64"),
     (lambda: M.log_loss(Y, torch.tensor([0.2, -0.1, 0.5, 0.5])), ValueError,
@@ -763,7 +855,8 @@ def test_the_new_warnings_are_sklearns(case):
      r"pass y_proba of shape \(N, C\)"),
     (lambda: M.brier_score_loss(Y, S, scale_by_half="yes"), ValueError,
      r"expected scale_by_half to be True, False or 'auto', but got 'yes'"),
-    (lambda: M.brier_score_loss(Y, S, pos_label=0.5), TypeError, r"expected an integer pos_label"),
+    (lambda: M.brier_score_loss(Y, S, pos_label=0.5), ValueError,
+     r"expected pos_label to be a class label"),
 ])
 def test_bad_input_raises_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
@@ -931,3 +1024,18 @@ def test_weights_summing_to_zero_still_give_the_weighted_sum_as_in_sklearn():
     ours = M.log_loss(Y, S, sample_weight=torch.tensor(weight), normalize=False)
     theirs = sk.log_loss(Y.numpy(), S.numpy(), sample_weight=weight, normalize=False)
     assert math.isclose(float(ours), theirs, rel_tol=1e-6)  # S is float32: sklearn sums in it
+
+
+def test_strict_label_validation_still_refuses_floats_and_says_how_to_fix_them():
+    """`_labels` without `whole_floats` (the functions outside the sklearn mirrors, which want
+    integer labels) refuses floats; the hint depends on what the floats hold and on the role."""
+    with pytest.raises(TypeError, match=r"expected integer class labels in targets, but got "
+                                        r"torch.float32 values; they hold whole numbers: convert "
+                                        r"them with .long\(\)"):
+        M._labels(torch.tensor([0.0, 1.0]), "targets")
+    with pytest.raises(TypeError, match=r"values; targets holds each sample's true class, not a "
+                                        r"probability"):
+        M._labels(torch.tensor([0.1, 0.9]), "targets")
+    with pytest.raises(TypeError, match=r"values; turn scores into labels first"):
+        M._labels(torch.tensor([0.1, 0.9]), "y_pred_a")
+    assert M._labels(torch.zeros(0), "y_true").dtype == torch.int64  # nothing to refuse

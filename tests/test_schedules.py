@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.optim import lr_scheduler as torch_schedules
@@ -65,6 +66,33 @@ SCHEDULES = {
         lambda o: torch_schedules.SequentialLR(
             o, [torch_schedules.LinearLR(o, start_factor=0.01, total_iters=10),
                 torch_schedules.CosineAnnealingLR(o, T_max=110)], milestones=[10])),
+    # torch takes floats where its docs say int; its step() decays at t % step_size == 0
+    "StepLR step_size=2.5 (every 5 steps)": (
+        lambda o: S.StepLR(o, step_size=2.5, gamma=0.9),
+        lambda o: torch_schedules.StepLR(o, step_size=2.5, gamma=0.9)),
+    "StepLR step_size=0.5 (every step)": (
+        lambda o: S.StepLR(o, step_size=0.5, gamma=0.97),
+        lambda o: torch_schedules.StepLR(o, step_size=0.5, gamma=0.97)),
+    "StepLR step_size=0.1 (never)": (lambda o: S.StepLR(o, step_size=0.1),
+                                     lambda o: torch_schedules.StepLR(o, step_size=0.1)),
+    "StepLR step_size=7.0": (lambda o: S.StepLR(o, step_size=7.0, gamma=0.5),
+                             lambda o: torch_schedules.StepLR(o, step_size=7.0, gamma=0.5)),
+    "MultiStepLR unreachable milestones": (
+        lambda o: S.MultiStepLR(o, milestones=[2.5, 10, 10.0, -1, 0, 30.0], gamma=0.5),
+        lambda o: torch_schedules.MultiStepLR(o, milestones=[2.5, 10, 10.0, -1, 0, 30.0],
+                                              gamma=0.5)),
+    "LinearLR total_iters=2.5": (
+        lambda o: S.LinearLR(o, start_factor=0.1, total_iters=2.5),
+        lambda o: torch_schedules.LinearLR(o, start_factor=0.1, total_iters=2.5)),
+    "LinearLR total_iters=40.0": (
+        lambda o: S.LinearLR(o, start_factor=0.1, total_iters=40.0),
+        lambda o: torch_schedules.LinearLR(o, start_factor=0.1, total_iters=40.0)),
+    "CosineAnnealingLR T_max=100.0": (
+        lambda o: S.CosineAnnealingLR(o, T_max=100.0, eta_min=1e-3),
+        lambda o: torch_schedules.CosineAnnealingLR(o, T_max=100.0, eta_min=1e-3)),
+    "CosineAnnealingLR T_max=2.5": (
+        lambda o: S.CosineAnnealingLR(o, T_max=2.5, eta_min=1e-3),
+        lambda o: torch_schedules.CosineAnnealingLR(o, T_max=2.5, eta_min=1e-3)),
     "three schedules": (
         lambda o: S.SequentialLR(o, [S.LinearLR(o, 0.2, total_iters=5),
                                      S.ExponentialLR(o, 0.9), S.StepLR(o, 4)], [20, 60]),
@@ -156,6 +184,18 @@ def test_sequential_state_dict_keeps_its_schedulers():
     warm.load_state_dict(state)
 
 
+def test_a_float_step_size_decays_where_torch_decays():
+    """torch's StepLR.step() decays when t % step_size == 0: for 2.5 at t = 5, 10, ..., not at
+    floor(t / 2.5) as its closed form (and a naive port) would."""
+    for step_size, decays in ((2.5, [5, 10, 15]), (1.5, [3, 6, 9, 12, 15])):
+        lrs = S.lr_sequence(lambda o, s=step_size: S.StepLR(o, s, 0.5), 1.0, 16)
+        assert lrs == S.lr_sequence(lambda o, s=step_size: torch_schedules.StepLR(o, s, 0.5),
+                                    1.0, 16)
+        assert [t for t in range(1, 16) if lrs[t] < lrs[t - 1]] == decays
+        closed_form = [0.5 ** (t // step_size) for t in range(16)]
+        assert lrs != closed_form
+
+
 def test_lr_sequence_matches_a_manual_loop():
     lrs = S.lr_sequence(lambda o: S.StepLR(o, step_size=2, gamma=0.5), 1.0, 6)
     assert lrs == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
@@ -164,8 +204,14 @@ def test_lr_sequence_matches_a_manual_loop():
 @pytest.mark.parametrize("make, message", [
     (lambda o: S.LinearLR(o, start_factor=0.0), "Starting multiplicative factor"),
     (lambda o: S.LinearLR(o, end_factor=1.5), "Ending multiplicative factor"),
-    (lambda o: S.StepLR(o, step_size=0), "Expected positive integer step_size, but got 0"),
-    (lambda o: S.CosineAnnealingLR(o, T_max=2.5), "Expected positive integer T_max"),
+    (lambda o: S.StepLR(o, step_size=0),
+     r"Expected positive step_size \(an int, or a float such as 2.5\), but got 0"),
+    (lambda o: S.StepLR(o, step_size=-3), "Expected positive step_size .* but got -3"),
+    (lambda o: S.StepLR(o, step_size="3"), "Expected positive step_size .* but got '3'"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=0), "Expected positive T_max .* but got 0"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=math.inf), "Expected positive T_max .* but got inf"),
+    (lambda o: S.CosineAnnealingLR(o, T_max=True), "Expected positive T_max .* but got True"),
+    (lambda o: S.LinearLR(o, total_iters=0), "Expected positive total_iters .* but got 0"),
     (lambda o: S.OneCycleLR(o, max_lr=1.0), "either total_steps OR"),
     (lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=10, pct_start=1), "pct_start"),
     (lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=10, anneal_strategy="exp"),
@@ -265,3 +311,37 @@ def test_range_test_restores_the_mode_of_every_module():
     S.lr_range_test(model, opt, torch.nn.functional.mse_loss, batches, start_lr=1e-5,
                     end_lr=1e-3, num_iter=5)
     assert [m.training for m in model.modules()] == [False, True, False]
+
+
+def two_drops(lr: float) -> float:
+    """A synthetic loss curve against the learning rate: a gentle drop around 1e-3 (0.6 per
+    decade at its steepest) and a steep one around 1e-1 (5 per decade). Per decade of lr the
+    steepest point is 1e-1; per unit of lr (d loss / d lr = slope per decade / (lr ln 10)) the
+    gentle drop wins by about 12 times, near 1e-3."""
+    x = math.log10(lr)
+    return 3.0 - 0.3 * math.tanh((x + 3) / 0.5) - math.tanh((x + 1) / 0.2)
+
+
+def test_the_steepest_rate_is_per_decade_of_learning_rate():
+    lrs = S.geometric_lrs(1e-5, 10.0, 61)  # 10 points per decade: 1e-3 and 1e-1 on the grid
+    losses = [two_drops(lr) for lr in lrs]
+    assert S.steepest_descent_lr(lrs, losses) == pytest.approx(1e-1)
+    per_unit = np.gradient(np.asarray(losses), np.asarray(lrs))  # the wrong slope
+    assert 1e-4 < lrs[int(np.argmin(per_unit))] < 2e-3  # picks the gentle drop
+
+
+def test_the_range_test_reports_the_steepest_rate_per_decade():
+    """The same curve through lr_range_test: the loss of each step is the curve at the rate the
+    optimizer holds (smoothing=1 records it unsmoothed)."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def loss_fn(prediction, target):
+        return 0.0 * prediction.sum() + two_drops(opt.param_groups[0]["lr"])
+
+    batch = (torch.zeros(1, 1), torch.zeros(1, 1))
+    result = S.lr_range_test(model, opt, loss_fn, [batch], start_lr=1e-5, end_lr=10.0,
+                             num_iter=61, smoothing=1.0, skip_start=0, diverge_threshold=100.0)
+    assert result.smoothed == pytest.approx([two_drops(lr) for lr in result.lrs])
+    assert result.divergence_lr is None and result.steepest_lr == pytest.approx(1e-1)
+    assert opt.param_groups[0]["lr"] == 0.5

@@ -46,6 +46,36 @@ def test_evaluate_counts_correct_argmax_and_restores_the_mode():
     assert loss == pytest.approx(F.cross_entropy(X, y).item())  # dropout was off
 
 
+def set_modes(model, modes):
+    for module, training in zip(model.modules(), modes):
+        module.training = training
+
+
+MODES = {"train": [True, True, True], "eval": [False, False, False],
+         "mixed": [True, False, True]}  # e.g. a frozen dropout inside a model in training
+
+
+@pytest.mark.parametrize("evaluation", ["evaluate", "evaluate_batches"])
+@pytest.mark.parametrize("before", MODES)
+def test_evaluation_gives_every_module_its_mode_back(before, evaluation):
+    """Eval mode inside (dropout off: the loss is the plain one), and afterwards the mode each
+    module had before: not train mode forced on a model that was in eval mode."""
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Identity())
+    X = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    y = torch.tensor([0, 1, 1])
+    set_modes(model, MODES[before])
+    if evaluation == "evaluate":
+        loss = T.evaluate(model, X, y)[0]
+    else:
+        loss = T.evaluate_batches(model, [(X[:2], y[:2]), (X[2:], y[2:])])[0]
+    assert loss == pytest.approx(F.cross_entropy(X, y).item())
+    assert [m.training for m in model.modules()] == MODES[before]
+    one_output = torch.nn.Sequential(model, torch.nn.Linear(2, 1))  # an error inside
+    with pytest.raises(ValueError, match="expected logits of shape"):
+        getattr(T, evaluation)(one_output, *((X, y) if evaluation == "evaluate" else ([(X, y)],)))
+    assert [m.training for m in model.modules()] == MODES[before]
+
+
 def test_evaluate_refuses_a_single_output():
     with pytest.raises(ValueError, match=r"logits of shape \(N, C\) with C >= 2"):
         T.evaluate(torch.nn.Linear(2, 1), torch.randn(4, 2), torch.zeros(4, dtype=torch.long))

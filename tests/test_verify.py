@@ -153,6 +153,40 @@ def test_a_missing_half_kernel_in_the_reference_is_a_stated_skip():
     assert row.verdict == "skipped: reference has no float16 kernel on cpu"
 
 
+HALF_KERNEL_MISSING = '"tanh_cpu" not implemented for \'Half\''
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("error", [NotImplementedError, RuntimeError])
+def test_our_error_that_reads_like_a_missing_kernel_is_a_failure(error, grad):
+    """Only the reference may lack a kernel: the same words raised by ours are a bug of ours."""
+    def ours(x):
+        if x.dtype == torch.float16:
+            raise error(HALF_KERNEL_MISSING)
+        return torch.tanh(x)
+
+    rows = [r for r in cpu_rows(run(ours, grad=grad)) if r.dtype == "float16"]
+    assert [r.verdict for r in rows] == ["FAIL"] * (2 if grad else 1)
+    assert rows[0].detail == f"ours raised {error.__name__}: {HALF_KERNEL_MISSING}"
+    assert [r.verdict for r in cpu_rows(run(ours, grad=grad)) if r.dtype != "float16"] == [
+        "pass"] * (4 if grad else 2)
+
+
+@pytest.mark.parametrize("dtype, message", [
+    ("float32", HALF_KERNEL_MISSING),  # a missing half kernel is no excuse on float32
+    ("float16", "tanh does not support sparse inputs"),  # nothing about the dtype
+    ("float16", "ValueError-like words: not implemented for this shape"),
+])
+def test_a_reference_error_that_is_not_about_this_dtype_is_a_failure(dtype, message):
+    def reference(x):
+        if V.dtype_name(x.dtype) == dtype:
+            raise RuntimeError(message)
+        return torch.tanh(x)
+
+    row = [r for r in cpu_rows(run(torch.tanh, reference)) if r.dtype == dtype][0]
+    assert row.verdict == "FAIL" and row.detail == f"reference raised RuntimeError: {message}"
+
+
 def test_numpy_reference_and_keyword_inputs():
     def inputs(generator):
         return {"a": torch.rand(20, generator=generator, dtype=torch.float64), "b": 3}

@@ -20,7 +20,7 @@ from helpers.metrics.validation import (
     _check_beta,
     _check_pos_label,
     _check_some_weight,
-    _labels,
+    _class_labels,
     _same_samples,
     _sample_weight,
     _score_dtype,
@@ -113,7 +113,7 @@ class StreamingConfusionMatrix:
 
     def update(self, y_true, y_pred, sample_weight=None) -> StreamingConfusionMatrix:
         """Add a batch of true and predicted labels (and optional sample weights); returns self."""
-        y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+        y_true, y_pred = _class_labels(y_true, "y_true"), _class_labels(y_pred, "y_pred")
         _same_samples(y_true, y_pred, "y_true and y_pred")
         sample_weight = _sample_weight(sample_weight, y_true)
         if self.matrix is None:
@@ -148,7 +148,7 @@ class StreamingConfusionMatrix:
         _check_some_weight(self.matrix)
 
     def _labels_argument(self, labels) -> torch.Tensor:
-        labels = _labels(labels, "labels").to(self.device)
+        labels = _class_labels(labels, "labels").to(self.device)
         if not len(labels):
             raise ValueError("expected at least one label in labels, but got none")
         if len(torch.unique(labels)) < len(labels):

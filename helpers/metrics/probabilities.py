@@ -34,7 +34,7 @@ import torch
 from helpers.metrics.validation import (
     _check_pos_label,
     _check_some_weight,
-    _labels,
+    _class_labels,
     _same_samples,
     _sample_weight,
     _score_dtype,
@@ -48,7 +48,7 @@ def _samples(y_true, y_proba: torch.Tensor, sample_weight):
     if y_proba.numel() and not 0 <= float(y_proba.min()) <= float(y_proba.max()) <= 1:
         raise ValueError(f"expected probabilities in [0, 1] in y_proba, but got values from "
                          f"{float(y_proba.min())} to {float(y_proba.max())}")
-    y_true = _labels(y_true, "y_true")
+    y_true = _class_labels(y_true, "y_true")
     _same_samples(y_true, y_proba, "y_true and y_proba")
     if not len(y_true):
         raise ValueError("expected at least one sample, but y_true and y_proba are empty")
@@ -84,7 +84,7 @@ def _multiclass(y_true, y_proba, sample_weight, labels):
                              f"{classes.tolist()}; pass every class with labels=, e.g. "
                              "labels=[0, 1]")
     else:
-        given = _labels(labels, "labels").to(y_true.device)
+        given = _class_labels(labels, "labels").to(y_true.device)
         classes = torch.unique(given)
         if len(classes) != len(given):
             raise ValueError(f"expected distinct labels, but got {given.tolist()}")

@@ -29,7 +29,7 @@ from helpers.metrics.counts import _counted, _safe_divide
 from helpers.metrics.validation import (
     _check_pos_label,
     _check_some_weight,
-    _labels,
+    _class_labels,
     _same_samples,
     _sample_weight,
     _score_dtype,
@@ -41,7 +41,7 @@ from helpers.metrics.validation import (
 
 def _binary_problem(y_true, y_score, pos_label, sample_weight):
     """(positive: bool, score, weight or None), samples of weight 0 dropped, as scikit-learn."""
-    y_true, y_score = _labels(y_true, "y_true"), _scores(y_score, "y_score")
+    y_true, y_score = _class_labels(y_true, "y_true"), _scores(y_score, "y_score")
     _same_samples(y_true, y_score, "y_true and y_score")
     if not len(y_true):
         raise ValueError("expected at least one sample, but y_true and y_score are empty")
@@ -126,7 +126,7 @@ def average_precision_score(y_true, y_score, *, pos_label=1, sample_weight=None)
     over the thresholds from the highest down: the area under the step function through the
     curve's points, no interpolation. Binary targets; `pos_label` is the positive class.
     """
-    classes = torch.unique(_labels(y_true, "y_true")).tolist()
+    classes = torch.unique(_class_labels(y_true, "y_true")).tolist()
     if len(classes) > 2:
         raise ValueError(f"expected binary y_true, but it holds {len(classes)} classes {classes}; "
                          "score one class at a time: average_precision_score(y_true == k, "
@@ -137,7 +137,10 @@ def average_precision_score(y_true, y_score, *, pos_label=1, sample_weight=None)
     precision, recall, _ = precision_recall_curve(y_true, y_score, pos_label=pos_label,
                                                   sample_weight=sample_weight)
     # the curve runs from high recall to low: R_n - R_{n-1} = -diff(recall)
-    return (-(recall.diff() * precision[:-1]).sum()).clamp(min=0.0)
+    ap = -(recall.diff() * precision[:-1]).sum()
+    # max(0, AP) as scikit-learn: rounding can leave -0.0 (no positives: every R_n = 1), and a
+    # clamp would keep its sign; 0.0 replaces everything that is not > 0
+    return torch.where(ap > 0, ap, torch.zeros_like(ap))
 
 
 def roc_curve(y_true, y_score, *, pos_label=None, sample_weight=None, drop_intermediate=True):
@@ -235,7 +238,7 @@ def roc_auc_score(y_true, y_score, *, average="macro", sample_weight=None, max_f
     of that pair, over the pairs ("macro"; "weighted": by the pair's share of samples).
     """
     _check_roc_auc_options(average, max_fpr, multi_class)
-    y_true, y_score = _labels(y_true, "y_true"), _score_matrix(y_score, "y_score")
+    y_true, y_score = _class_labels(y_true, "y_true"), _score_matrix(y_score, "y_score")
     _same_samples(y_true, y_score, "y_true and y_score")
     if not len(y_true):
         raise ValueError("expected at least one sample, but y_true and y_score are empty")
@@ -266,7 +269,7 @@ def _multiclass_labels(y_true, y_score, labels) -> torch.Tensor:
                              f"{classes.tolist()}, but got {width} columns; name the classes of "
                              "the columns with labels=")
         return classes
-    classes = _labels(labels, "labels").to(y_true.device)
+    classes = _class_labels(labels, "labels").to(y_true.device)
     if len(torch.unique(classes)) != len(classes):
         raise ValueError(f"expected distinct labels, but got {classes.tolist()}")
     if bool((classes.diff() < 0).any()):

@@ -30,7 +30,7 @@ ALL_WARNINGS = ("precision", "recall", "f-score")
 def _as_tensor(value, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, np.ndarray | list | tuple):
+    if isinstance(value, np.ndarray | list | tuple | range):
         array = np.asarray(value)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"expected numbers in {name}, but got NumPy dtype {array.dtype}")
@@ -39,23 +39,63 @@ def _as_tensor(value, name: str) -> torch.Tensor:
                     f"{type(value).__name__}")
 
 
-def _labels(value, name: str) -> torch.Tensor:
-    """`value` as a 1-D int64 tensor of class labels, or a ValueError / TypeError saying why not."""
+_TRUE_CLASSES = ("y_true", "targets")
+"""The argument names that hold each sample's true class (the others hold predictions)."""
+
+
+def _label_hint(name: str) -> str:
+    """How to get class labels from what came in `name`: truth is not turned into labels the way
+    predictions are."""
+    if name in _TRUE_CLASSES:
+        return (f"{name} holds each sample's true class, not a probability: pass the hard labels "
+                "that soft targets (label smoothing, mixup) were made from")
+    if name == "labels":
+        return "labels names classes, e.g. labels=[0, 1, 2] or labels=range(3)"
+    return "turn scores into labels first, e.g. (y_score >= 0.5).long() or y_score.argmax(dim=1)"
+
+
+def _labels(value, name: str, *, whole_floats: bool = False) -> torch.Tensor:
+    """`value` as a 1-D int64 tensor of class labels, or a ValueError / TypeError saying why not.
+
+    Integer and bool labels are taken as they are. Floating-point labels are refused (TypeError),
+    unless `whole_floats`: then, as scikit-learn, floats holding whole numbers (the 0.0 / 1.0
+    targets of a BCE loss) are class labels, and any other value (0.5, NaN, inf) is a ValueError.
+    """
     y = _as_tensor(value, name)
     if y.ndim != 1:
         hint = ""
         if y.ndim == 2 and y.shape[1] == 1:
             hint = ("; a column holds one value per sample: flatten it with .squeeze(1) (and "
                     "threshold a score, never take argmax over a single column)")
+        elif y.ndim == 2 and name in _TRUE_CLASSES:
+            hint = "; for one-hot targets of shape (N, C), take each sample's class: .argmax(dim=1)"
         elif y.ndim == 2 and y.is_floating_point():
             hint = "; for scores of shape (N, C), predict the labels with .argmax(dim=1)"
         raise ValueError(f"expected {name} of shape (N,) with one class label per sample, but got "
                          f"shape {tuple(y.shape)}{hint}")
-    if (y.is_floating_point() or y.is_complex()) and y.numel():
-        raise TypeError(f"expected integer class labels in {name}, but got {y.dtype} values; turn "
-                        "scores into labels first, e.g. (y_score >= 0.5).long() or "
-                        "y_score.argmax(dim=1)")
+    if y.is_complex():
+        raise TypeError(f"expected integer class labels in {name}, but got {y.dtype} values; "
+                        f"{_label_hint(name)}")
+    if y.is_floating_point():
+        # a whole number that int64 holds: finite, y == trunc(y), |y| < 2^63
+        whole = torch.isfinite(y) & (y == y.trunc()) & (y.abs() < 2.0**63)
+        if not whole_floats and y.numel():
+            hint = ("they hold whole numbers: convert them with .long()" if bool(whole.all())
+                    else _label_hint(name))
+            raise TypeError(f"expected integer class labels in {name}, but got {y.dtype} values; "
+                            f"{hint}")
+        if not bool(whole.all()):
+            example = y[~whole][0].item()
+            raise ValueError(f"expected class labels in {name} (integers, or floats holding whole "
+                             f"numbers such as 0.0 and 1.0), but got {y.dtype} values such as "
+                             f"{example:.6g} that are not; {_label_hint(name)}")
     return y.long()
+
+
+def _class_labels(value, name: str) -> torch.Tensor:
+    """The labels of the metrics, taken as scikit-learn takes them: integers, bools, or floats
+    holding whole numbers (0.0 / 1.0 targets); other floats are a ValueError (see `_labels`)."""
+    return _labels(value, name, whole_floats=True)
 
 
 def _scores(value, name: str) -> torch.Tensor:
@@ -146,9 +186,16 @@ def _check_beta(beta) -> None:
         raise ValueError(f"expected beta >= 0 (inf allowed), but got {beta!r}")
 
 
-def _check_pos_label(pos_label) -> None:
-    if not isinstance(pos_label, numbers.Integral):
+def _check_pos_label(pos_label) -> int:
+    """`pos_label` as an int: an integer, or as scikit-learn a float holding one (1.0)."""
+    if isinstance(pos_label, numbers.Integral):
+        return int(pos_label)
+    if not isinstance(pos_label, numbers.Real):
         raise TypeError(f"expected an integer pos_label (a class label), but got {pos_label!r}")
+    if not (math.isfinite(pos_label) and float(pos_label).is_integer()):
+        raise ValueError(f"expected pos_label to be a class label, a whole number such as 1 or "
+                         f"1.0, but got {pos_label!r}")
+    return int(pos_label)
 
 
 def _score_dtype(device: torch.device) -> torch.dtype:
