@@ -58,6 +58,7 @@ from torch import Tensor
 from helpers.metrics.validation import (
     _as_tensor,
     _check_pos_label,
+    _class_labels,
     _labels,
     _same_samples,
     _score_dtype,
@@ -95,7 +96,7 @@ def _check_strategy(strategy) -> None:
 
 def _positives(y_true, y_prob, pos_label) -> tuple[Tensor, Tensor]:
     """(y_true == pos_label, y_prob): binary labels and probabilities in [0, 1], or an error."""
-    y_true, y_prob = _labels(y_true, "y_true"), _scores(y_prob, "y_prob")
+    y_true, y_prob = _class_labels(y_true, "y_true"), _scores(y_prob, "y_prob")
     _same_samples(y_true, y_prob, "y_true and y_prob")
     if not len(y_true):
         raise ValueError("expected at least one sample, but y_true and y_prob are empty")
@@ -456,7 +457,7 @@ def fit_platt(scores, targets, *, smoothed_targets: bool = False,
     returns $(-a, -b)$: its probabilities are $1 / (1 + e^{A s + B})$).
     """
     max_iter = _check_integer("max_iter", max_iter, 1)
-    s, y = _scores(scores, "scores"), _labels(targets, "targets")
+    s, y = _scores(scores, "scores"), _class_labels(targets, "targets")
     _same_samples(s, y, "scores and targets")
     classes = torch.unique(y).tolist()
     if not set(classes) <= {0, 1}:

@@ -44,7 +44,10 @@ def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Half-precision inputs of softmax, log-softmax, softplus and cross-entropy are computed in
-    float32 and rounded back, as torch's kernels for them do."""
+    float32 and rounded back. Note: torch's CPU float16 log-softmax rounds its intermediate sum
+    to float16 (ours can differ from it by a few float16 steps, within the half-precision
+    tolerance, and is closer to the exact value), and torch's float16 cross-entropy sums the
+    batch in float16 (a mean over many samples can overflow to inf where ours stays finite)."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
@@ -70,7 +73,8 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean")
     Input and target must have the same shape. Note: torch only warns when they differ and then
     broadcasts, so that an input of shape (N,) and a target of shape (N, 1) silently give the mean
     over an (N, N) matrix of every prediction against every target; we raise instead. Mixed
-    floating dtypes are promoted, as in torch.
+    floating dtypes are promoted, as in torch. A second Note: an integer target is refused
+    (torch promotes it to the input's dtype); write `target.float()` so the cast is visible.
     """
     _check_floating("input", input)
     _check_floating("target", target)

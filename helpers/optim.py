@@ -35,6 +35,7 @@ every step; `python -m helpers.verify -k SGD` runs them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -183,8 +184,9 @@ def adam_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, 
         \theta_t &= \theta_{t-1} - \gamma\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
 
     Weight decay is an L2 term in $g_t$ (Adam), or with `decoupled_weight_decay` (AdamW) a
-    separate shrink $\theta_{t-1} \leftarrow (1 - \gamma\lambda)\theta_{t-1}$ that never enters
-    $m$ and $v$. The division by $1-\beta^t$ removes the bias of averages that start at 0.
+    separate shrink that never enters $m$ and $v$, applied first:
+    $\theta_t = (1 - \gamma\lambda)\theta_{t-1} - \gamma\,\hat m_t / (\sqrt{\hat v_t} + \epsilon)$.
+    The division by $1-\beta^t$ removes the bias of averages that start at 0.
     A tensor `lr`, `beta1` or `beta2` (0-dim) stays a tensor: the scalar arithmetic runs in its
     dtype, as in torch (`beta1` is first cast to the parameter's dtype, as `lerp_` needs).
     """
@@ -192,7 +194,7 @@ def adam_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, 
     step += 1
     g = _direction(param, grad, 0.0 if decoupled_weight_decay else weight_decay, maximize)
     if decoupled_weight_decay and weight_decay != 0:
-        # theta_{t-1} = (1 - lr * lambda) * theta_{t-1}
+        # theta <- (1 - lr * lambda) * theta   (first; the Adam step below completes theta_t)
         param.mul_(1 - lr * weight_decay)
     # m_t = beta1 * m_{t-1} + (1 - beta1) * g_t     (lerp: a + w (b - a))
     exp_avg.lerp_(g, 1 - _cast_like(beta1, param))
@@ -320,6 +322,8 @@ class SGD(_OneTensorAtATime):
                  maximize: bool = False):
         _check_learning_rate(lr)
         _check_at_least("momentum value", "momentum", momentum, 0.0)
+        # any dampening is allowed, as in torch (negative included), except NaN
+        _check_at_least("dampening value", "dampening", dampening, -math.inf)
         _check_at_least("weight_decay value", "weight_decay", weight_decay, 0.0)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(f"Nesterov momentum requires a momentum and zero dampening "

@@ -389,8 +389,8 @@ LOGITS, TARGETS = _simulated_multiclass(50, 2.0, seed=0)
      "expected strategy to be 'uniform' or 'quantile', but got 'kmeans'"),
     (lambda: C.calibration_curve(Y, P[:3]), ValueError,
      "expected y_true and y_prob of the same length, but got 4 and 3"),
-    (lambda: C.calibration_curve(Y.double(), P), TypeError,
-     "expected integer class labels in y_true, but got torch.float64"),
+    (lambda: C.calibration_curve(Y.double() / 2, P), ValueError,
+     "expected class labels in y_true .integers, or floats holding whole numbers"),
     (lambda: C.calibration_curve(Y, Y), TypeError, "expected floating-point scores in y_prob"),
     (lambda: C.calibration_curve(Y, P[:, None]), ValueError, r"y_prob of shape \(N,\)"),
     (lambda: C.calibration_curve(torch.tensor([0, 1, 2, 1]), P), ValueError,
@@ -405,7 +405,7 @@ LOGITS, TARGETS = _simulated_multiclass(50, 2.0, seed=0)
     (lambda: C.expected_calibration_error(Y, P, n_bins=-1), ValueError, "n_bins"),
     (lambda: C.fit_platt(P, torch.zeros(4, dtype=torch.long)), ValueError,
      "expected both classes 0 and 1 in targets, but got only the class 0"),
-    (lambda: C.fit_platt(P, Y.double()), TypeError, "expected integer class labels in targets"),
+    (lambda: C.fit_platt(P, Y.double() + 0.5), ValueError, "floats holding whole numbers"),
     (lambda: C.fit_platt(P, Y * 2), ValueError, r"expected targets in \{0, 1\}"),
     (lambda: C.fit_platt(P[:3], Y), ValueError,
      "expected scores and targets of the same length, but got 3 and 4"),
@@ -433,3 +433,18 @@ def test_bad_input_is_an_error_that_says_what_was_expected(call, error, message)
         warnings.simplefilter("error")  # and nothing is only a warning
         with pytest.raises(error, match=message):
             call()
+
+
+def test_whole_number_float_labels_are_taken_as_scikit_learn_takes_them():
+    # BCE training keeps 0.0 / 1.0 float targets; scikit-learn's calibration_curve accepts them
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    p = torch.tensor([0.1, 0.8, 0.6, 0.3, 0.9, 0.45, 0.55, 0.2], dtype=torch.float64)
+    prob_true, prob_pred = C.calibration_curve(y, p, n_bins=3)
+    expected_true, expected_pred = skc.calibration_curve(y.numpy(), p.numpy(),
+                                                         n_bins=3)
+    np.testing.assert_allclose(prob_true.numpy(), expected_true, rtol=1e-12)
+    np.testing.assert_allclose(prob_pred.numpy(), expected_pred, rtol=1e-12)
+    a, b = C.fit_platt(p, y)
+    torch.testing.assert_close((a, b), C.fit_platt(p, y.long()))
+    with pytest.raises(ValueError, match="whole numbers"):
+        C.calibration_curve(torch.tensor([0.0, 0.5]), torch.tensor([0.1, 0.2]))

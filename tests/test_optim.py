@@ -364,6 +364,9 @@ def test_nan_hyperparameters_are_refused_even_where_torch_lets_them_through():
         optim.SGD(params, lr=float("nan"))
     with pytest.raises(ValueError, match="Invalid momentum value: nan"):
         optim.SGD(params, momentum=float("nan"))
+    with pytest.raises(ValueError, match="Invalid dampening value: nan"):
+        optim.SGD(params, momentum=0.9, dampening=float("nan"))
+    optim.SGD(params, momentum=0.9, dampening=-0.5)  # negative dampening is allowed, as in torch
 
 
 def test_sparse_and_complex_gradients_are_refused_clearly():
