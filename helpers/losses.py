@@ -71,10 +71,11 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean")
         \text{mean: } \frac{1}{N}\sum_{i=1}^{N} \ell_i, \qquad \text{sum: } \sum_{i=1}^{N} \ell_i
 
     Input and target must have the same shape. Note: torch only warns when they differ and then
-    broadcasts, so that an input of shape (N,) and a target of shape (N, 1) silently give the mean
-    over an (N, N) matrix of every prediction against every target; we raise instead. Mixed
-    floating dtypes are promoted, as in torch. A second Note: an integer target is refused
-    (torch promotes it to the input's dtype); write `target.float()` so the cast is visible.
+    broadcasts, so that an input of shape (N,) and a target of shape (N, 1) give, without an
+    error, the mean over an (N, N) matrix of every prediction against every target; we raise
+    instead. Mixed floating dtypes are promoted, as in torch. A second Note: an integer target
+    is refused (torch promotes it to the input's dtype); write `target.float()` so the cast is
+    visible.
     """
     _check_floating("input", input)
     _check_floating("target", target)
@@ -278,7 +279,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     indices, samples whose target is `ignore_index` contribute nothing, and 'mean' divides by
     the total weight of the remaining targets, $\sum_n w_{y_n}$ (torch's normalisation; the
     plain count when unweighted). For probability targets, 'mean' divides by the number of
-    samples, and `ignore_index` cannot be used.
+    samples; a non-negative `ignore_index` raises, and a negative one (the default -100) is
+    accepted and has no effect, as in torch.
     """
     class_dim = _check_cross_entropy(input, target, weight, ignore_index, reduction,
                                      label_smoothing)
