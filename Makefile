@@ -19,9 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# No news and no update check: the course runs offline. The server fetches nothing
+# (news_url=None, NeverCheckForUpdate), and the settings default fetchNews to "false" (an
+# overrides.d file of this environment's JupyterLab), which is what stops the pop-up that asks
+# about news; tests/browser starts JupyterLab the same way.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/course.json
 lab: $(STAMP)
+	mkdir -p $(dir $(LAB_OVERRIDES))
+	echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' > $(LAB_OVERRIDES)
 	$(BIN)/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) \
-		--LabApp.default_url=/lab/tree/notebooks/00_welcome_and_setup.ipynb
+		--LabApp.default_url=/lab/tree/notebooks/00_welcome_and_setup.ipynb \
+		--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -72,9 +72,15 @@ def plot_losses(trajectories: dict[str, Trajectory], surface: Surface, ax=None):
     return fig, ax
 
 
+OUTCOME_COLORS = {True: "#1a7f37", None: "#9a6700", False: "#cf222e"}
+"""The colour of a verdict by `Outcome.good`: green (reached the minimum, decreasing), amber
+(hovering, stalled at a saddle point), red (grew, diverged); the explorers use the same."""
+
+
 def plot_small_multiples(surface: Surface, runs: dict[str, dict], *, steps: int = 50,
                          axes=None):
-    """One column per run: its path on the surface above, its loss below, the outcome as title.
+    """One column per run: its path on the surface above, its loss below, the outcome as title
+    (`helpers.surfaces.assess`'s verdict in short, coloured as in the explorer).
 
     `runs` maps a caption ("too small", "momentum 0.9", ...) to the keyword arguments of
     `helpers.surfaces.explore` (`optimizer`, `lr` and the optimizer's options).
@@ -88,7 +94,8 @@ def plot_small_multiples(surface: Surface, runs: dict[str, dict], *, steps: int 
         frame = explore(surface, steps=steps, **settings)
         plot_surface(surface, axes[0, column])
         plot_path(frame.trajectory, axes[0, column], color="C3")
-        axes[0, column].set_title(f"{caption}\nlr = {frame.lr:.3g}: {frame.verdict}", fontsize=9)
+        axes[0, column].set_title(f"{caption}\nlr = {frame.lr:.3g}: {frame.outcome.short}",
+                                  fontsize=9, color=OUTCOME_COLORS[frame.outcome.good])
         plot_losses({caption: frame.trajectory}, surface, axes[1, column])
         axes[1, column].set_xlim(0, steps)
     return fig, axes
@@ -141,14 +148,27 @@ def plot_confusion_matrix(matrix, ax=None, *, labels=None, cmap: str = "Blues"):
     values = _numpy(matrix)
     labels = list(range(len(values))) if labels is None else list(labels)
     ax.imshow(values, cmap=cmap, vmin=0, vmax=max(values.max(), 1e-12))
-    integral = np.issubdtype(values.dtype, np.integer)
-    for (i, j), value in np.ndenumerate(values):
-        dark = value > 0.6 * values.max()
-        ax.text(j, i, f"{value:d}" if integral else f"{value:.2f}", ha="center", va="center",
-                color="white" if dark else "black", fontsize=10)
+    for (i, j), _ in np.ndenumerate(values):
+        ax.text(j, i, "", ha="center", va="center", fontsize=10)
+    set_confusion_matrix(ax, matrix)
     ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels,
            yticklabels=labels, xlabel="predicted", ylabel="true")
     return fig, ax
+
+
+def set_confusion_matrix(ax, matrix):
+    """Show new counts in the axes of `plot_confusion_matrix` (same size): the heat map's data
+    and colour scale, and the numbers written in (white on the darker cells). Returns `ax`."""
+    values = _numpy(matrix)
+    image = ax.images[-1]  # the latest matrix drawn in these axes, and its numbers
+    image.set_data(values)
+    image.set_clim(0, max(values.max(), 1e-12))
+    integral = np.issubdtype(values.dtype, np.integer)
+    for text, value in zip(ax.texts[-values.size:], values.flat, strict=True):
+        dark = value > 0.6 * values.max()
+        text.set_text(f"{value:d}" if integral else f"{value:.2f}")
+        text.set_color("white" if dark else "black")
+    return ax
 
 
 def plot_precision_recall_curve(precision, recall, ax=None, *, point=None, label=None):

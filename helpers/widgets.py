@@ -9,13 +9,16 @@ lines and titles over it ("blitting"), which keeps it within a few milliseconds.
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -27,14 +30,24 @@ from helpers.metrics import (
     metrics_at_threshold,
     precision_recall_curve,
 )
-from helpers.surfaces import KNOBS, SURFACES, Exploration, explore, knob_options, loss_range
-from helpers.training import History, RunGrid
+from helpers.surfaces import (
+    KNOBS,
+    SURFACE_KNOBS,
+    SURFACES,
+    Exploration,
+    Surface,
+    explore,
+    knob_options,
+    loss_range,
+    make_surface,
+)
+from helpers.training import History, RunGrid, digits_mlp, evaluate
 
 # --------------------------------------------------------------------------------------------
 # Chapters 03-05: the learning-rate explorer
 # --------------------------------------------------------------------------------------------
 
-_GOOD, _BAD = "#1a7f37", "#cf222e"
+_GOOD, _BAD = plots.OUTCOME_COLORS[True], plots.OUTCOME_COLORS[False]
 
 
 class _Blitted:
@@ -52,21 +65,37 @@ class _Blitted:
         canvas.restore_region(self._background)
         for artist in self._moving:
             self.figure.draw_artist(artist)
-        buffer = io.BytesIO()
-        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).save(
-            buffer, format="png", compress_level=1)
+        buffer = io.BytesIO()  # RGB, not RGBA: the figure is opaque, and a quarter less to pack
+        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert(
+            "RGB").save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
+
+
+def outcome_color(good: bool | None) -> str:
+    """Green for good, red for bad, amber for None (neither converging nor diverging: hovering,
+    stalled at a saddle point): `plots.OUTCOME_COLORS`, as the static figures use them."""
+    return plots.OUTCOME_COLORS[good]
 
 
 class LearningRateExplorer(_Blitted):
     """Pick an optimizer, a surface, the learning rate and the optimizer's own knobs; watch.
 
     Left: the path on the surface's contours. Right: $f(\\theta_t) - f^*$ against the step (log
-    scale). The status line says whether the run diverged and, for SGD on a quadratic, whether
-    the learning rate is below the stable limit $2(1+\\mu)/\\lambda_{\\max}$. Display it with
+    scale). The status line is `helpers.surfaces.assess`'s verdict, judged on $f - f^*$ (green:
+    reached the minimum or still decreasing; amber: hovering or stalled at a saddle point; red:
+    grew or diverged) and, for SGD on a quadratic, whether the learning rate is below the stable
+    limit ($2/\\lambda_{\\max}$, or $2(1+\\mu)/\\lambda_{\\max}$ with momentum) and the predicted
+    per-step contraction $\\max_i |1 - \\gamma\\lambda_i|$. The quadratics have a condition number
+    $\\kappa$ (and the rotated one an angle); AdamW has its weight decay.
+
+    The run shown before the latest gesture stays behind the current one, faint, so that two
+    settings can be compared: a gesture is a run of changes of one control, each within
+    `GESTURE_PAUSE` seconds of the last; a change of surface clears it. Display the explorer with
     `display(explorer)` or as the last expression of a cell; `explorer.frame()` is the pure
     computation behind the current picture.
     """
+
+    GESTURE_PAUSE = 0.5
 
     def __init__(self, optimizer: str = "SGD", surface: str = "quadratic", lr: float = 0.05,
                  steps: int = 50, *, dpi: int = 72):
@@ -74,8 +103,8 @@ class LearningRateExplorer(_Blitted):
             raise ValueError(f"expected a surface among {list(SURFACES)}, but got {surface!r}")
         if optimizer not in KNOBS:
             raise ValueError(f"expected an optimizer among {list(KNOBS)}, but got {optimizer!r}")
-        self.surface = SURFACES[surface]()
         slider = dict(continuous_update=True, style={"description_width": "80px"})
+        once = dict(continuous_update=False, style={"description_width": "80px"})
         self.controls = {
             "optimizer": widgets.Dropdown(options=list(KNOBS), value=optimizer,
                                           description="optimizer"),
@@ -92,27 +121,47 @@ class LearningRateExplorer(_Blitted):
                                          description="beta1", **slider),
             "beta2": widgets.FloatSlider(value=0.999, min=0.5, max=0.9999, step=0.0001,
                                          readout_format=".4f", description="beta2", **slider),
+            "weight_decay": widgets.FloatSlider(value=0.01, min=0.0, max=1.0, step=0.01,
+                                                description="weight decay", **slider),
             "steps": widgets.IntSlider(value=steps, min=5, max=300, step=5,
                                        description="steps", **slider),
             "x0": widgets.FloatSlider(description="start x", step=0.05, **slider),
             "y0": widgets.FloatSlider(description="start y", step=0.05, **slider),
+            # the surface's own knobs redraw the contours: once per release, not per pixel
+            "condition_number": widgets.FloatLogSlider(value=10.0, base=10, min=0, max=3,
+                                                       step=0.05, readout_format=".3g",
+                                                       description="κ", **once),
+            "angle": widgets.FloatSlider(value=45.0, min=0.0, max=90.0, step=5.0,
+                                         description="angle (°)", **once),
         }
+        self._muted = False
+        self._default_knobs()
+        self.surface = self._make_surface()
         self.status = widgets.HTML()
         self.image = widgets.Image(format="png")
         self.figure = Figure(figsize=(9.0, 3.6), dpi=dpi)
         FigureCanvasAgg(self.figure)
         self.figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.88, wspace=0.22)
         self.path_ax, self.loss_ax = self.figure.subplots(1, 2)
+        faint = dict(color="0.45", alpha=0.5, lw=1.0)
+        (self.reference_path,) = self.path_ax.plot([], [], ".-", markersize=2, **faint)
+        (self.reference_loss,) = self.loss_ax.semilogy([1], [1], **faint)
         (self.path_line,) = self.path_ax.plot([], [], ".-", color="C3", markersize=3, lw=1.2)
         (self.start_marker,) = self.path_ax.plot([], [], "o", color="C3", markersize=6)
         (self.loss_line,) = self.loss_ax.semilogy([1], [1], color="C3")
         self.loss_ax.set(xlabel="step", ylabel="f - f*")
-        self._moving = [self.path_line, self.start_marker, self.loss_line, self.path_ax.title,
-                        self.loss_ax.title]
+        # the verdict is in the status line above the image, not in titles: text is the
+        # slowest thing Agg draws, and a moving title would have to be drawn at every update
+        self._moving = [self.reference_path, self.reference_loss, self.path_line,
+                        self.start_marker, self.loss_line]
         for artist in self._moving:
             artist.set_animated(True)  # left out of full draws; drawn over the background
         self._background = None
         self._muted = False
+        self.clock = time.monotonic  # replaceable in tests
+        self._last_change = (None, -math.inf)  # (control, time) of the latest change
+        self._shown: tuple[Exploration, str] | None = None  # the frame on screen, its setting
+        self.reference: tuple[Exploration, str] | None = None  # the faint run, its setting
         self._show_surface()
         self._show_knobs()
         for control in self.controls.values():
@@ -121,40 +170,79 @@ class LearningRateExplorer(_Blitted):
 
     # the pure part ----------------------------------------------------------------------------
 
+    def _make_surface(self) -> Surface:
+        c = self.controls
+        return make_surface(c["surface"].value, condition_number=c["condition_number"].value,
+                            angle=math.radians(c["angle"].value))
+
+    def _default_knobs(self) -> None:
+        """Set the surface's own knobs (κ, angle) to the defaults of its function."""
+        parameters = inspect.signature(SURFACES[self.controls["surface"].value]).parameters
+        with self._quietly():
+            for name in SURFACE_KNOBS[self.controls["surface"].value]:
+                default = parameters[name].default
+                self.controls[name].value = math.degrees(default) if name == "angle" else default
+
     def frame(self) -> Exploration:
         """What the controls ask for, computed by `helpers.surfaces.explore`."""
         value = {name: control.value for name, control in self.controls.items()}
         options = knob_options(value["optimizer"], momentum=value["momentum"],
                                nesterov=value["nesterov"], alpha=value["alpha"],
-                               beta1=value["beta1"], beta2=value["beta2"])
+                               beta1=value["beta1"], beta2=value["beta2"],
+                               weight_decay=value["weight_decay"])
         return explore(self.surface, value["optimizer"], value["lr"], value["steps"],
                        (value["x0"], value["y0"]), **options)
+
+    def setting(self) -> str:
+        """The optimizer, learning rate and own knobs of the controls, in words."""
+        c = self.controls
+        name = c["optimizer"].value
+        words = [f"{name}, lr {c['lr'].value:.3g}"]
+        for knob in KNOBS[name]:
+            if knob == "betas":
+                words.append(f"betas ({c['beta1'].value:g}, {c['beta2'].value:g})")
+            elif knob != "nesterov" or c["momentum"].value > 0:
+                words.append(f"{knob.replace('_', ' ')} {c[knob].value:g}")
+        return ", ".join(words)
 
     # the view ---------------------------------------------------------------------------------
 
     def update(self) -> Exploration:
         """Recompute, move the lines' data, re-render the same figure; returns the frame."""
         frame = self.frame()
-        points = frame.trajectory.points.numpy()
-        gap = np.maximum(frame.trajectory.losses.numpy() - self.surface.minimum_value,
-                         plots.LOSS_FLOOR)
-        self.path_line.set_data(points[:, 0], points[:, 1])
-        self.start_marker.set_data(points[:1, 0], points[:1, 1])
-        self.loss_line.set_data(np.arange(len(gap)), gap)
-        bad = frame.trajectory.diverged or frame.stable is False
-        self.loss_ax.set_title(frame.limit_text or frame.verdict, fontsize=10,
-                               color=_BAD if bad else _GOOD)
-        self.path_ax.set_title(f"{self.controls['optimizer'].value}: {frame.verdict}",
-                               fontsize=10, color=_BAD if frame.trajectory.diverged else "black")
-        self.status.value = (f"<b style='color:{_BAD if bad else _GOOD}'>{frame.verdict}"
-                             f"{'; ' + frame.limit_text if frame.limit_text else ''}</b>")
+        self._draw(frame.trajectory, self.path_line, self.loss_line)
+        self.start_marker.set_data(self.path_line.get_xdata()[:1],
+                                   self.path_line.get_ydata()[:1])
+        if self.reference is None:
+            for line in (self.reference_path, self.reference_loss):
+                line.set_data([], [])
+        else:
+            self._draw(self.reference[0].trajectory, self.reference_path, self.reference_loss)
+        color = outcome_color(frame.outcome.good)
+        limit_color = _BAD if frame.stable is False else color
+        details = "; ".join(text for text in (frame.limit_text, frame.rate_text) if text)
+        faint = ("" if self.reference is None else
+                 f"<br><span style='color:#6e7781'>faint: the previous run, "
+                 f"{self.reference[1]}: {self.reference[0].verdict}</span>")
+        self.status.value = (f"<b style='color:{color}'>{frame.verdict}</b>"
+                             + (f"<br><span style='color:{limit_color}'>{details}</span>"
+                                if details else "") + faint)
         self.image.value = self.render()
+        self._shown = (frame, self.setting())
         return frame
+
+    def _draw(self, trajectory, path_line, loss_line) -> None:
+        points = trajectory.points.numpy()
+        gap = np.maximum(trajectory.losses.numpy() - self.surface.minimum_value,
+                         plots.LOSS_FLOOR)
+        path_line.set_data(points[:, 0], points[:, 1])
+        loss_line.set_data(np.arange(len(gap)), gap)
 
     @property
     def widget(self) -> widgets.Widget:
         c = self.controls
-        knobs = widgets.VBox([c["momentum"], c["nesterov"], c["alpha"], c["beta1"], c["beta2"]])
+        knobs = widgets.VBox([c["momentum"], c["nesterov"], c["alpha"], c["beta1"], c["beta2"],
+                              c["weight_decay"], c["condition_number"], c["angle"]])
         left = widgets.VBox([c["optimizer"], c["surface"], c["lr"], c["steps"], c["x0"], c["y0"]])
         return widgets.VBox([widgets.HBox([left, knobs]), self.status, self.image])
 
@@ -176,26 +264,39 @@ class LearningRateExplorer(_Blitted):
     def _changed(self, change) -> None:
         if self._muted:
             return
-        if change["owner"] is self.controls["surface"]:
-            self.surface = SURFACES[change["new"]]()
-            self._show_surface()
-        if change["owner"] is self.controls["optimizer"]:
+        owner, now = change["owner"], self.clock()
+        last_owner, last_time = self._last_change
+        if owner is not last_owner or now - last_time > self.GESTURE_PAUSE:
+            self.reference = self._shown  # a new gesture: what was shown becomes the reference
+        self._last_change = (owner, now)
+        if owner is self.controls["surface"]:
+            self._default_knobs()
+        if owner in (self.controls["surface"], self.controls["condition_number"],
+                     self.controls["angle"]):
+            self.surface = self._make_surface()
+            self._show_surface(keep_start=owner is not self.controls["surface"])
+            self.reference = None  # another surface: nothing to compare with
+        if owner is self.controls["surface"]:
             self._show_knobs()
-        if change["owner"] is self.controls["steps"]:
+        if owner is self.controls["optimizer"]:
+            self._show_knobs()
+        if owner is self.controls["steps"]:
             self.loss_ax.set_xlim(0, change["new"])
             self._background = None
         self.update()
 
-    def _show_surface(self) -> None:
+    def _show_surface(self, keep_start: bool = False) -> None:
         """Draw the new surface's contours under the same lines, and reset the start point."""
         ax = self.path_ax
         for artist in [*ax.collections, *ax.lines]:
-            if artist not in (self.path_line, self.start_marker):
+            if artist not in (self.path_line, self.start_marker, self.reference_path):
                 artist.remove()
         plots.plot_surface(self.surface, ax)
         self.loss_ax.set_xlim(0, self.controls["steps"].value)
         self.loss_ax.set_ylim(*loss_range(self.surface))
         self._background = None
+        if keep_start:
+            return
         with self._quietly():
             for name, limits, start in (("x0", self.surface.xlim, self.surface.start[0]),
                                         ("y0", self.surface.ylim, self.surface.start[1])):
@@ -206,7 +307,9 @@ class LearningRateExplorer(_Blitted):
     def _show_knobs(self) -> None:
         own = set(KNOBS[self.controls["optimizer"].value])
         own |= {"beta1", "beta2"} if "betas" in own else set()
-        for name in ("momentum", "nesterov", "alpha", "beta1", "beta2"):
+        own |= set(SURFACE_KNOBS[self.controls["surface"].value])
+        for name in ("momentum", "nesterov", "alpha", "beta1", "beta2", "weight_decay",
+                     "condition_number", "angle"):
             self.controls[name].layout.display = None if name in own else "none"
 
 
@@ -215,19 +318,54 @@ class LearningRateExplorer(_Blitted):
 # --------------------------------------------------------------------------------------------
 
 
+def format_threshold(threshold: float) -> str:
+    """A threshold to 3 decimals, or to 6 significant digits near 0 and 1 (where the scores of a
+    confident model crowd: 0.999966 must not read as 1.000)."""
+    return f"{threshold:.3f}" if 0.01 <= threshold <= 0.99 else f"{threshold:.6g}"
+
+
 def describe_threshold(report: ThresholdMetrics) -> str:
     """One line: the counts and scores of a `helpers.metrics.metrics_at_threshold` report."""
     (tn, fp), (fn, tp) = report.confusion_matrix.tolist()
-    return (f"threshold {report.threshold:.3f}: TP {tp}, FP {fp}, FN {fn}, TN {tn}; "
-            f"precision {float(report.precision):.3f}, recall {float(report.recall):.3f}, "
-            f"F1 {float(report.f1_score):.3f}")
+    return (f"threshold {format_threshold(float(report.threshold))}: TP {tp}, FP {fp}, FN {fn}, "
+            f"TN {tn}; precision {float(report.precision):.3f}, recall "
+            f"{float(report.recall):.3f}, F1 {float(report.f1_score):.3f}")
 
 
-class ThresholdExplorer:
+def threshold_steps(y_score, most: int = 400) -> list[float]:
+    """The thresholds a slider should stop at: every distinct score, ascending, then one step past
+    the highest (nothing predicted positive).
+
+    Between two neighbouring distinct scores `score >= threshold` predicts the same, so these are
+    all the operating points there are, one per stop, however the scores crowd (a confident model
+    puts most of them above 0.99). With more than `most` distinct scores, every k-th is kept (the
+    lowest and the highest always).
+    """
+    scores = torch.unique(torch.as_tensor(y_score).detach().cpu().double())
+    if len(scores) > most:
+        keep = torch.linspace(0, len(scores) - 1, most).round().long().unique()
+        scores = scores[keep]
+    above = scores[-1].item() + max((scores[-1] - scores[0]).item() / 200, 1e-3)
+    return [*scores.tolist(), above]
+
+
+def _unique_labels(values: list[float]) -> list[str]:
+    for digits in range(3, 18):
+        labels = [f"{v:.{digits}g}" if not 0.01 <= v <= 0.99 or digits > 3 else f"{v:.3f}"
+                  for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [repr(v) for v in values]
+
+
+class ThresholdExplorer(_Blitted):
     """Slide the decision threshold of a binary classifier ("positive iff score >= threshold").
 
     Left: the confusion matrix [[TN, FP], [FN, TP]]. Right: the precision-recall curve with the
-    operating point of the threshold. The curve is computed once; a slider move calls
+    operating point of the threshold. The slider stops at every distinct score
+    (`threshold_steps`), so each step moves the operating point, even where a confident model's
+    scores crowd near 0 or 1; `explorer.slider` holds the threshold itself and takes any value
+    (typed, or set in code). The curve is computed once; a change calls
     `helpers.metrics.metrics_at_threshold` (`explorer.frame()`) and redraws. Where nothing is
     predicted positive, precision is 1 (``zero_division=1.0``), the end point the curve has too.
     Display it with `display(explorer)` or as the last expression of a cell.
@@ -237,11 +375,13 @@ class ThresholdExplorer:
                  dpi: int = 72):
         self.y_true, self.y_score, self.pos_label = y_true, y_score, pos_label
         precision, recall, _ = precision_recall_curve(y_true, y_score, pos_label=pos_label)
-        low, high = float(y_score.min()), float(y_score.max())
-        step = (high - low) / 200 or 0.01
-        self.slider = widgets.FloatSlider(  # one step past the highest score: nothing positive
-            value=threshold, min=min(low, threshold), max=max(high + step, threshold),
-            step=step, readout_format=".3f", description="threshold", continuous_update=True)
+        self.steps = threshold_steps(y_score)
+        self.slider = widgets.FloatText(value=threshold, description="threshold",
+                                        layout=widgets.Layout(width="220px"))
+        self.stepper = widgets.SelectionSlider(
+            options=list(zip(_unique_labels(self.steps), self.steps, strict=True)),
+            value=self._stop(threshold), description="score >=", continuous_update=True,
+            layout=widgets.Layout(width="520px"))
         self.status = widgets.HTML()
         self.image = widgets.Image(format="png")
         self.figure = Figure(figsize=(7.0, 3.2), dpi=dpi, layout="constrained")
@@ -251,30 +391,50 @@ class ThresholdExplorer:
         average_precision = average_precision_score(y_true, y_score, pos_label=pos_label)
         self.curve_ax.set_title(f"average precision {float(average_precision):.3f}", fontsize=10)
         (self.point,) = self.curve_ax.plot([], [], "o", color="C3", markersize=8)
-        self.slider.observe(lambda change: self.update(), names="value")
+        plots.plot_confusion_matrix(torch.zeros(2, 2, dtype=torch.long), self.matrix_ax,
+                                    labels=["negative", "positive"])
+        self._moving = [*self.matrix_ax.images, *self.matrix_ax.texts, self.point]
+        for artist in self._moving:
+            artist.set_animated(True)
+        self._background = None
+        self._muted = False
+        self.stepper.observe(self._stepped, names="value")
+        self.slider.observe(self._typed, names="value")
+        self.update()
+
+    def _stop(self, threshold: float) -> float:
+        """The stop that predicts exactly as `threshold` does: the lowest stop >= it."""
+        return next((stop for stop in self.steps if stop >= threshold), self.steps[-1])
+
+    def _stepped(self, change) -> None:
+        if not self._muted:
+            self.slider.value = change["new"]  # updates through _typed
+
+    def _typed(self, change) -> None:
+        self._muted = True
+        try:
+            self.stepper.value = self._stop(change["new"])
+        finally:
+            self._muted = False
         self.update()
 
     def frame(self) -> ThresholdMetrics:
-        """The metrics at the slider's threshold: the pure computation behind the picture."""
+        """The metrics at the threshold: the pure computation behind the picture."""
         return metrics_at_threshold(self.y_true, self.y_score, self.slider.value,
                                     pos_label=self.pos_label, zero_division=1.0)
 
     def update(self) -> ThresholdMetrics:
         """Recompute, redraw the matrix and move the point, render again; returns the frame."""
         report = self.frame()
-        self.matrix_ax.clear()
-        plots.plot_confusion_matrix(report.confusion_matrix, self.matrix_ax,
-                                    labels=["negative", "positive"])
+        plots.set_confusion_matrix(self.matrix_ax, report.confusion_matrix)
         self.point.set_data([float(report.recall)], [float(report.precision)])
         self.status.value = describe_threshold(report)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png")
-        self.image.value = buffer.getvalue()
+        self.image.value = self.render()
         return report
 
     @property
     def widget(self) -> widgets.Widget:
-        return widgets.VBox([self.slider, self.status, self.image])
+        return widgets.VBox([widgets.HBox([self.stepper, self.slider]), self.status, self.image])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -287,28 +447,125 @@ class ThresholdExplorer:
 # --------------------------------------------------------------------------------------------
 
 
-def describe_run(history: History, lr: float, schedule: str, warmup: int) -> str:
-    """One line: the setting of a precomputed run and how it ended."""
+@dataclass(frozen=True)
+class Chance:
+    r"""What a classifier that ignores its input achieves on a labelled set.
+
+    With $p_k$ the share of class $k$ among the labels: the best constant prediction (the class
+    shares themselves) has cross-entropy $H(p) = -\sum_k p_k \log p_k$, $\log K$ for $K$
+    balanced classes; always guessing the most frequent class has accuracy $\max_k p_k$, $1/K$
+    for balanced classes.
+    """
+
+    loss: float
+    accuracy: float
+    classes: int
+
+
+def chance_level(labels=None, *, classes: int | None = None) -> Chance:
+    """The `Chance` of the class shares of `labels` (int class indices), or of `classes` balanced
+    classes when no labels are given; by default the classes of chapter 06's digits MLP (the
+    logits of `helpers.training.digits_mlp`)."""
+    if labels is None:
+        if classes is None:
+            with torch.random.fork_rng(devices=[]):  # digits_mlp seeds the global generator
+                classes = digits_mlp()[-1].out_features
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+            raise ValueError(f"expected classes as an integer >= 2, but got {classes!r}")
+        return Chance(math.log(classes), 1 / classes, classes)
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or labels.dtype.is_floating_point or len(labels) == 0:
+        raise ValueError(f"expected a non-empty 1-D tensor of class indices, but got shape "
+                         f"{tuple(labels.shape)} and dtype {labels.dtype}")
+    counts = torch.bincount(labels).double()
+    shares = counts[counts > 0] / counts.sum()
+    return Chance(-(shares * shares.log()).sum().item(), shares.max().item(), len(counts))
+
+
+LEARNED_MARGIN = 0.1
+"""A run learned only if its final accuracy is above chance by this share of the way to 1..."""
+LEARNED_WELL = 0.5
+"""... and learned more than a little once it is at least this share of the way to 1."""
+LOST_ACCURACY = 0.1
+"""A run "learned, then lost it" if its final accuracy is this far below its best epoch's."""
+
+
+def judge_run(history: History, chance: Chance | None = None,
+              initial_loss: float | None = None) -> tuple[str, bool | None]:
+    r"""How a precomputed run ended: `(verdict, good)`, good True / None / False for green /
+    amber / red.
+
+    With $A$ the final validation accuracy, $A^*$ the best over the epochs, $L$ the final
+    validation loss, $A_c$, $L_c$ the `chance` level (default: `chance_level()`) and $L_0$ the
+    loss before training (default $L_c$, which an untrained network is close to), the first
+    that holds:
+
+    1. "diverged": the run stopped on an inf or nan loss;
+    2. "did not learn": $A < A_c + $ `LEARNED_MARGIN`$\,(1 - A_c)$ — no better than guessing,
+       whatever the first epoch looked like;
+    3. "learned, then lost it": $A^* - A \ge$ `LOST_ACCURACY`, or $L \ge L_0$ (the loss is
+       back above the untrained network's);
+    4. "learned little": $A < A_c + $ `LEARNED_WELL`$\,(1 - A_c)$;
+    5. "learned".
+    """
+    chance = chance_level() if chance is None else chance
+    reference = chance.loss if initial_loss is None else initial_loss
+    if history.diverged or not history.val_losses:
+        return "diverged", False
+    loss, accuracy = history.val_losses[-1], history.val_accuracies[-1]
+    if accuracy < chance.accuracy + LEARNED_MARGIN * (1 - chance.accuracy):
+        return "did not learn", False
+    if max(history.val_accuracies) - accuracy >= LOST_ACCURACY or not loss < reference:
+        return "learned, then lost it", None
+    if accuracy < chance.accuracy + LEARNED_WELL * (1 - chance.accuracy):
+        return "learned little", None
+    return "learned", True
+
+
+def describe_run(history: History, lr: float, schedule: str, warmup: int, *,
+                 chance: Chance | None = None, initial_loss: float | None = None) -> str:
+    """One line: the setting of a precomputed run, the verdict of `judge_run` (whose docstring
+    states the rule) and the numbers it rests on."""
     setting = f"lr {lr:.3g}, {schedule}" + (f", warm-up {warmup} steps" if warmup else "")
-    if history.diverged:
+    verdict, _ = judge_run(history, chance, initial_loss)
+    if verdict == "diverged":
         return f"{setting}: diverged (the loss became inf or nan)"
-    first, last = history.val_losses[0], history.val_losses[-1]
-    verdict = "did not learn" if last >= first and history.val_accuracies[-1] < 0.2 else "learned"
-    return (f"{setting}: {verdict}; validation loss {last:.3f}, "
-            f"accuracy {history.val_accuracies[-1]:.3f}")
+    chance = chance_level() if chance is None else chance
+    last, accuracy = history.val_losses[-1], history.val_accuracies[-1]
+    text = f"{setting}: {verdict}; validation loss {last:.3f}, accuracy {accuracy:.3f}"
+    reference = chance.loss if initial_loss is None else initial_loss
+    if verdict in ("did not learn", "learned little"):
+        return text + (f" (chance: loss {chance.loss:.3f}, accuracy {chance.accuracy:.3f}; "
+                       f"before training: loss {reference:.3f})")
+    if verdict == "learned, then lost it":
+        best = int(np.argmax(history.val_accuracies))
+        return text + (f" (best accuracy {history.val_accuracies[best]:.3f} at epoch {best + 1};"
+                       f" loss before training {reference:.3f})")
+    return text
 
 
 class TrainingRunExplorer(_Blitted):
-    """Slide the learning rate, pick a schedule and a warm-up, and see the real training run.
+    r"""Slide the learning rate, pick a schedule and a warm-up, and see the real training run.
 
     Every run comes from a `helpers.training.RunGrid` computed beforehand, so an update only looks
     a run up (the learning rate snaps to the nearest one of the grid) and redraws: the axes are
-    fixed, kept as a bitmap, and only the lines and the title are drawn over them.
+    fixed, kept as a bitmap, and only the lines are drawn over them. The status line is
+    `describe_run`, judged by `judge_run` against chance and the loss before training: pass the
+    grid's `data` (`(X_train, y_train, X_val, y_val)`) to take the chance level from its
+    validation labels and the loss before training from the untrained `digits_mlp`; without it,
+    both are those of 10 balanced classes ($\log 10$, 0.1).
     """
 
     def __init__(self, grid: RunGrid, lr: float = 0.1, schedule: str = "constant",
-                 warmup: int = 0, *, dpi: int = 72):
+                 warmup: int = 0, *, data=None, dpi: int = 72):
         self.grid = grid
+        self.chance, self.initial_loss = chance_level(), None
+        if data is not None:  # the grid's data: chance from its validation labels
+            X_val, y_val = data[2], data[3]
+            self.chance = chance_level(y_val)
+            with torch.random.fork_rng(devices=[]):  # digits_mlp seeds torch's global generator
+                untrained = digits_mlp(0, dtype=X_val.dtype)
+            self.initial_loss = evaluate(untrained, X_val, y_val)[0]
         exponents = np.log10(grid.lrs)
         slider = dict(continuous_update=True, style={"description_width": "80px"})
         self.controls = {
@@ -341,8 +598,8 @@ class TrainingRunExplorer(_Blitted):
         (self.val_line,) = self.loss_ax.plot([], [], "o-", color="C1", ms=3, label="validation")
         (self.acc_line,) = self.acc_ax.plot([], [], "o-", color="C3", ms=3)
         self.loss_ax.legend(fontsize=8, loc="upper right")
-        self._moving = [self.lr_line, self.train_line, self.val_line, self.acc_line,
-                        self.loss_ax.title]
+        # the verdict is in the status line: no title to draw at every update (text is slow)
+        self._moving = [self.lr_line, self.train_line, self.val_line, self.acc_line]
         for artist in self._moving:
             artist.set_animated(True)
         self._background = None
@@ -360,15 +617,16 @@ class TrainingRunExplorer(_Blitted):
         value = {name: control.value for name, control in self.controls.items()}
         lr = self.grid.nearest_lr(value["lr"])
         warmup = 0 if value["schedule"] == "one-cycle" else value["warmup"]
-        text = describe_run(history, lr, value["schedule"], warmup)
+        text = describe_run(history, lr, value["schedule"], warmup, chance=self.chance,
+                            initial_loss=self.initial_loss)
+        _, good = judge_run(history, self.chance, self.initial_loss)
         ends = plots.epoch_steps(history)
         self.lr_line.set_data(np.arange(len(history.lrs)), history.lrs)
         self.train_line.set_data(np.arange(len(history.step_losses)), history.step_losses)
         self.val_line.set_data(ends, history.val_losses)
         self.acc_line.set_data(ends, history.val_accuracies)
-        good = "learned" in text and "did not" not in text
-        self.loss_ax.set_title(text.split(": ")[-1], fontsize=10, color=_GOOD if good else _BAD)
-        self.status.value = f"<b style='color:{_GOOD if good else _BAD}'>{text}</b>"
+        color = outcome_color(good)
+        self.status.value = f"<b style='color:{color}'>{text}</b>"
         self.image.value = self.render()
         return history
 

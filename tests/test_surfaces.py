@@ -9,11 +9,16 @@ from hypothesis import strategies as st
 
 from helpers import optim
 from helpers.surfaces import (
+    DIVERGENCE_GROWTH,
     SURFACES,
+    assess,
+    contraction_rate,
     grid,
+    make_surface,
     noisy_quadratic,
     quadratic,
     rosenbrock,
+    rotated_quadratic,
     run_optimizer,
     saddle,
     stable_learning_rate,
@@ -23,6 +28,7 @@ from helpers.surfaces import (
 ALL = {
     "quadratic": quadratic(),
     "rotated quadratic": quadratic(condition_number=50.0, angle=0.7),
+    "rotated_quadratic()": rotated_quadratic(),
     "rosenbrock": rosenbrock(),
     "rosenbrock a=2 b=10": rosenbrock(a=2.0, b=10.0),
     "saddle": saddle(),
@@ -166,7 +172,8 @@ def test_divergence_stops_the_run_and_is_flagged():
 
 
 def test_surfaces_by_name():
-    assert set(SURFACES) == {"quadratic", "rosenbrock", "saddle", "noisy quadratic"}
+    assert set(SURFACES) == {"quadratic", "rotated quadratic", "rosenbrock", "saddle",
+                             "noisy quadratic"}
     for factory in SURFACES.values():
         surface = factory()
         assert surface(torch.tensor(surface.start)).isfinite()
@@ -197,3 +204,88 @@ def test_grid_and_minimum_value():
     assert Z.min() >= surface.minimum_value
     with pytest.raises(ValueError, match="expected an integer resolution >= 2, but got 1"):
         grid(surface, 1)
+
+
+def test_the_rotated_quadratic_is_the_quadratic_turned_45_degrees():
+    surface = rotated_quadratic(condition_number=20.0)
+    hessian = surface.hessian(torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(torch.linalg.eigvalsh(hessian),
+                               torch.tensor([1.0, 20.0], dtype=torch.float64), **EXACT)
+    # the steep direction is the diagonal (-1, 1) / sqrt(2), so the coordinates are mixed
+    diagonal = torch.tensor([-1.0, 1.0], dtype=torch.float64) / math.sqrt(2)
+    torch.testing.assert_close(hessian @ diagonal, 20.0 * diagonal, **EXACT)
+    assert hessian[0, 1].abs() > 9
+    assert surface.name == "quadratic, condition number 20, rotated 45°"
+    assert make_surface("rotated quadratic", condition_number=20.0, angle=math.pi / 4,
+                        noise=3.0).name == surface.name  # knobs of other surfaces are ignored
+    assert make_surface("rosenbrock", condition_number=5.0).name == rosenbrock().name
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.5, False), (0.9, False),
+                                                    (0.5, True), (0.9, True)])
+def test_the_contraction_rate_is_below_1_exactly_below_the_stable_limit(momentum, nesterov):
+    surface = quadratic(condition_number=10.0, angle=0.4)
+    limit = stable_learning_rate(surface, momentum, nesterov)
+    assert contraction_rate(surface, 0.99 * limit, momentum, nesterov) < 1
+    assert contraction_rate(surface, 1.01 * limit, momentum, nesterov) > 1
+
+
+@pytest.mark.parametrize(("lr", "momentum", "nesterov"), [(0.05, 0.0, False), (0.19, 0.0, False),
+                                                          (0.02, 0.7, False), (0.05, 0.5, True)])
+def test_the_contraction_rate_is_the_measured_rate(lr, momentum, nesterov):
+    surface = quadratic(condition_number=10.0, angle=0.4)
+    path = run_optimizer(surface, "SGD", lr, 400, momentum=momentum, nesterov=nesterov)
+    norms = path.points.norm(dim=1)
+    measured = (norms[400] / norms[200]).item() ** (1 / 200)
+    assert measured == pytest.approx(contraction_rate(surface, lr, momentum, nesterov), rel=0.01)
+    # plain gradient descent: max_i |1 - lr * lambda_i| with lambda = 1, 10: max(0.85, 0.5)
+    assert contraction_rate(surface, 0.15) == pytest.approx(0.85)
+    assert contraction_rate(rosenbrock(), 0.1) is None
+
+
+def test_a_spike_of_the_loss_is_not_a_divergence():
+    """Adam at lr 3 on Rosenbrock: the loss jumps 1000-fold at step 2, then comes back down."""
+    surface = rosenbrock()
+    path = run_optimizer(surface, "Adam", 3.0, 200)
+    assert path.losses.max() > DIVERGENCE_GROWTH * path.losses[0]
+    assert not path.diverged and path.points.shape == (201, 2)
+    assert path.losses[-1] < 0.1 and path.points[-50:].norm(dim=1).max() < 1.0
+    assert assess(surface, path).kind == "hovering"
+
+
+def test_a_divergence_is_cut_where_it_started_for_good():
+    surface = quadratic(10.0)
+    path = run_optimizer(surface, "SGD", lr=0.21, steps=50)
+    # the loss grows 1.21-fold per step and never comes back: first beyond 1000x at step 40
+    gaps = run_optimizer(surface, "SGD", lr=0.21, steps=40).losses
+    assert path.diverged_at == 40 and gaps[-1] > 1e3 * gaps[0] > gaps[-2]
+    nan_run = run_optimizer(rosenbrock(), "SGD", lr=2.5e-3, steps=300)  # leaves the bounds
+    assert nan_run.diverged and nan_run.points[:-1].isfinite().all()
+
+
+@pytest.mark.parametrize(("optimizer", "lr", "steps", "start", "kind"), [
+    ("SGD", 0.5, 50, (-2.0, 0.0), "saddle"),  # y = 0 exactly: it never leaves the ridge
+    ("Adam", 0.05, 300, (-2.0, 0.0), "saddle"),
+    ("Adam", 0.05, 200, (-2.0, 0.01), "minimum"),
+    ("RMSprop", 0.05, 200, (-2.0, 0.01), "hovering"),
+])
+def test_a_run_that_stalls_at_the_saddle_is_not_at_the_minimum(optimizer, lr, steps, start,
+                                                                 kind):
+    surface = saddle()
+    path = run_optimizer(surface, optimizer, lr, steps, start)
+    outcome = assess(surface, path)
+    assert outcome.kind == kind, outcome.text
+    if kind == "saddle":
+        assert path.losses[-1] < path.losses[0]  # the loss itself went down ...
+        assert outcome.end_gap == pytest.approx(0.25, abs=0.01)  # ... but f - f* stays 0.25
+        assert outcome.eigenvalues[0] < 0 and outcome.good is None
+        assert "saddle point" in outcome.text and "not at the minimum" in outcome.text
+
+
+def test_a_loss_that_grew_is_not_good():
+    surface = rosenbrock()
+    path = run_optimizer(surface, "RMSprop", 0.56, 200)
+    outcome = assess(surface, path)
+    assert not path.diverged and path.losses[-1] > path.losses[0]
+    assert outcome.kind == "grew" and outcome.good is False
+    assert outcome.text == f"f - f* grew: 12.5 -> {path.losses[-1].item():.3g}"

@@ -4,12 +4,14 @@ For every notebook with a live explorer: the widgets render (no "Error displayin
 slider moved with the keyboard changes the figure beside it (compared as screenshots), and no cell
 shows an error. Notebook 00 must run cleanly too. JupyterLab is started from this interpreter on
 127.0.0.1, on a free port, with a random token, over a temporary copy of the notebooks (so that
-autosave cannot touch the repository), and stopped by its process id whatever happens.
+autosave cannot touch the repository), and stopped by its process id whatever happens. Each
+notebook's kernel is shut down after its test (and checked gone), so that only one runs at a time.
 Screenshots land in build/browser/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic",
                  "--no-first-run"]
+NO_NEWS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                          "checkForUpdates": False}}
 WIDGET_NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")
                           if "Explorer(" in p.read_text())
 
@@ -49,8 +54,13 @@ def start_lab(root: Path, port: int, token: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
                f"--port={port}", f"--IdentityProvider.token={token}",
                f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-               "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+               "--LabApp.news_url=None", "--LabApp.check_for_updates_class="
                "jupyterlab.NeverCheckForUpdate"]
+    # the settings that stop the news pop-up, as `make lab` writes them (fetchNews "false")
+    overrides = root / "app-settings" / "overrides.d"
+    overrides.mkdir(parents=True)
+    (overrides / "course.json").write_text(json.dumps(NO_NEWS))
+    command.append(f"--LabApp.app_settings_dir={root / 'app-settings'}")
     if os.geteuid() == 0:
         command.append("--allow-root")
     # render every cell (JupyterLab otherwise keeps only the visible ones in the page)
@@ -97,6 +107,27 @@ class Lab:
     root: Path  # what the server serves: a copy of notebooks/ under root / "notebooks"
 
 
+def kernel_ids(lab: Lab) -> set[str]:
+    """The ids of the kernels the server is running (REST API GET /api/kernels)."""
+    with urllib.request.urlopen(f"{lab.base}/api/kernels?token={lab.token}",
+                                timeout=10) as response:
+        return {kernel["id"] for kernel in json.load(response)}
+
+
+def shut_down_kernels(lab: Lab, ids: set[str], seconds: float = 30) -> None:
+    """Shut each kernel of `ids` down (DELETE /api/kernels/<id>) and wait until the server no
+    longer lists it: a notebook's kernel (about 550 MB) must not outlive its test."""
+    for kernel in ids & kernel_ids(lab):
+        request = urllib.request.Request(f"{lab.base}/api/kernels/{kernel}?token={lab.token}",
+                                         method="DELETE")
+        with urllib.request.urlopen(request, timeout=30):
+            pass
+    deadline = time.monotonic() + seconds
+    while ids & kernel_ids(lab) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ids & kernel_ids(lab), f"kernels still running: {ids & kernel_ids(lab)}"
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab serving a temporary copy of notebooks/."""
@@ -120,6 +151,21 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+@contextmanager
+def notebook_page(browser, lab: Lab, notebook: str, timeout_s: float = 240):
+    """`open_and_run_all`, then, whatever happens, the page closed and the kernels it started
+    shut down (asserted gone)."""
+    before = kernel_ids(lab)
+    page = None
+    try:
+        page = open_and_run_all(browser, lab, notebook, timeout_s)
+        yield page
+    finally:
+        if page is not None:
+            page.close()
+        shut_down_kernels(lab, kernel_ids(lab) - before)
 
 
 def open_and_run_all(browser, lab: Lab, notebook: str, timeout_s: float = 240):
@@ -197,6 +243,8 @@ def slider_moves_figure(page, explorer, presses: int = 40) -> tuple[bool, str]:
 
 def check_explorers(page, notebook: str, presses: int = 40) -> list[str]:
     problems = []
+    if page.get_by_text("official Jupyter news").count():  # NO_NEWS removes it
+        problems.append("JupyterLab's news pop-up is shown")
     if page.get_by_text("Error displaying widget").count():
         problems.append("Error displaying widget")
     explorers = page.locator(".jp-OutputArea-output > .widget-vbox").filter(
@@ -214,27 +262,27 @@ def check_explorers(page, notebook: str, presses: int = 40) -> list[str]:
 
 @pytest.mark.parametrize("notebook", WIDGET_NOTEBOOKS)
 def test_explorers_render_and_answer_the_keyboard(browser, lab, notebook):
-    page = open_and_run_all(browser, lab, notebook)
-    try:
-        problems = check_explorers(page, notebook) + [
-            f"error in cell: {text}"
-            for text in errors_shown(page, lab.root / "notebooks" / notebook)]
-    finally:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{Path(notebook).stem}.png"), full_page=False)
-        page.close()
+    with notebook_page(browser, lab, notebook) as page:
+        try:
+            problems = check_explorers(page, notebook) + [
+                f"error in cell: {text}"
+                for text in errors_shown(page, lab.root / "notebooks" / notebook)]
+        finally:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / f"{Path(notebook).stem}.png"), full_page=False)
     assert not problems, f"{notebook}: {problems}"
+    assert kernel_ids(lab) == set(), "a notebook's kernel outlived its test"
 
 
 def test_welcome_notebook_runs_cleanly(browser, lab):
-    page = open_and_run_all(browser, lab, "00_welcome_and_setup.ipynb")
-    try:
-        assert page.get_by_text("6 CPU rows, all passed").count() == 1
-        assert not errors_shown(page)
-    finally:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "00_welcome_and_setup.png"))
-        page.close()
+    with notebook_page(browser, lab, "00_welcome_and_setup.ipynb") as page:
+        try:
+            assert page.get_by_text("6 CPU rows, all passed").count() == 1
+            assert not errors_shown(page)
+        finally:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "00_welcome_and_setup.png"))
+    assert kernel_ids(lab) == set(), "the welcome notebook's kernel outlived its test"
 
 
 def test_the_check_fails_on_a_broken_widget(browser, lab):
@@ -255,10 +303,8 @@ def test_the_check_fails_on_a_broken_widget(browser, lab):
         "explorer.slider.observe(broken, names='value')\n"
         "explorer"))
     nbformat.write(broken, lab.root / "notebooks" / "zz_broken_widget.ipynb")
-    page = open_and_run_all(browser, lab, "zz_broken_widget.ipynb")
-    try:
+    with notebook_page(browser, lab, "zz_broken_widget.ipynb") as page:
         # a working explorer's figure changes within 4 presses; 8 (10 s of waiting) prove it stuck
         problems = check_explorers(page, "zz_broken_widget.ipynb", presses=8)
-    finally:
-        page.close()
+    assert kernel_ids(lab) == set()
     assert any("figure stayed the same" in p for p in problems), problems
