@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -325,18 +326,21 @@ def run_optimizer(surface: Surface, optimizer: str = "SGD", lr: float = 0.1,
     if position.shape != (2,):
         raise ValueError(f"expected a start point (x, y), but got shape {tuple(position.shape)}")
     step_fn = OPTIMIZERS[optimizer][0]([position], lr=lr, **options)
+    # the optimizer's own update for its one tensor: what step() does, without the hooks that
+    # torch.optim.Optimizer wraps around every step (they cost as much as the update here)
+    update, group = partial(step_fn._update, position), step_fn.param_groups[0]
     generator = torch.Generator().manual_seed(seed)
     lowest = surface.minimum_value
     limit = max(DIVERGENCE_GROWTH * (surface(position).item() - lowest), 1e-12)
 
+    @torch.no_grad()
     def advance(count: int) -> tuple[list[Tensor], int | None]:
         """`count` more iterates; stops after one that leaves the bounds (its step returned).
         The bounds are checked every 10 steps (a check costs as much as a step), then the
         first iterate out of them is found among the last 10."""
         iterates = []
         for index in range(1, count + 1):
-            position.grad = surface.stochastic_gradient(position, generator)
-            step_fn.step()
+            update(surface.stochastic_gradient(position, generator), group)
             iterates.append(position.clone())
             if (index % 10 == 0 or index == count) and _left_bounds(position):
                 first = next(i for i in range(max(index - 10, 0), index)

@@ -135,6 +135,26 @@ def test_run_optimizer_uses_the_optimizers_of_helpers_optim():
     torch.testing.assert_close(path.points[-1], position, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name, options", [
+    ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    ("Adagrad", dict(lr=0.3, lr_decay=0.01)),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, centered=True, momentum=0.5)),
+    ("Adam", dict(lr=0.05, betas=(0.8, 0.99), amsgrad=True)),
+    ("AdamW", dict(lr=0.05, weight_decay=0.5)),
+])
+def test_every_step_of_a_run_is_torchs_step(name, options):
+    # the explorer calls the optimizer's update directly (no hooks): the same path as torch.optim
+    surface = noisy_quadratic(noise=0.5)
+    path = run_optimizer(surface, name, steps=30, seed=3, **options)
+    position = torch.tensor(surface.start, dtype=torch.float64)
+    reference = optim.OPTIMIZERS[name][1]([position], **options)
+    generator = torch.Generator().manual_seed(3)
+    for step in range(1, 31):
+        position.grad = surface.stochastic_gradient(position.detach(), generator)
+        reference.step()
+        torch.testing.assert_close(path.points[step], position.detach(), rtol=0, atol=0)
+
+
 def test_noise_is_seeded():
     surface = noisy_quadratic()
     first, again = (run_optimizer(surface, "SGD", lr=0.05, steps=20, seed=3) for _ in range(2))
