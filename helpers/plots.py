@@ -266,15 +266,26 @@ def plot_training_run(history, axes=None, *, title: str | None = None):
     return axes[0].figure, axes
 
 
+TRAINING_LINE = "training (each step)"
+"""The label of the training loss, one point per optimizer step (a minibatch's loss)."""
+VALIDATION_LINE = "validation (each epoch)"
+"""The label of the validation loss, one point at the end of each epoch."""
+
+
 def plot_run_small_multiples(runs: dict, axes=None):
-    """One column per labelled run: losses on top, validation accuracy below."""
+    """One column per labelled run: losses on top, validation accuracy below.
+
+    The loss lines are labelled `TRAINING_LINE` and `VALIDATION_LINE`, so that a legend can be
+    asked of any panel (`axes[0][0].legend()`). Returns `(fig, axes)`, axes of shape (2, runs).
+    """
     if axes is None:
         fig, axes = plt.subplots(2, len(runs), figsize=(2.6 * len(runs), 4.2), sharey="row",
                                  layout="constrained", squeeze=False)
     for column, (label, history) in enumerate(runs.items()):
         loss_ax, acc_ax = axes[0][column], axes[1][column]
-        loss_ax.plot(history.step_losses, color="C0", alpha=0.5, lw=0.8)
-        loss_ax.plot(epoch_steps(history), history.val_losses, "o-", color="C1", ms=3)
+        loss_ax.plot(history.step_losses, color="C0", alpha=0.5, lw=0.8, label=TRAINING_LINE)
+        loss_ax.plot(epoch_steps(history), history.val_losses, "o-", color="C1", ms=3,
+                     label=VALIDATION_LINE)
         loss_ax.set(yscale="log", title=label)
         acc_ax.plot(epoch_steps(history), history.val_accuracies, "o-", color="C3", ms=3)
         acc_ax.set(ylim=(0, 1), xlabel="step")

@@ -601,8 +601,10 @@ class TrainingRunExplorer(_Blitted):
         (self.val_line,) = self.loss_ax.plot([], [], "o-", color="C1", ms=3,
                                              label=plots.VALIDATION_LINE)
         (self.acc_line,) = self.acc_ax.plot([], [], "o-", color="C3", ms=3)
-        # drawn once, into the kept background; lower left, where no run's loss goes early on
-        self.loss_ax.legend(fontsize=8, loc="lower left")
+        # drawn once, into the kept background, above the panel: no run's lines ever cross it
+        self.loss_ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2,
+                            frameon=False, handlelength=1.5, columnspacing=1.0,
+                            borderaxespad=0.2)
         # the verdict is in the status line: no title to draw at every update (text is slow)
         self._moving = [self.lr_line, self.train_line, self.val_line, self.acc_line]
         for artist in self._moving:

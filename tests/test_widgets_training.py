@@ -103,6 +103,21 @@ def test_the_view_shows_the_run_the_controls_ask_for(grid):
     assert "lr 1, cosine, warm-up 5 steps" in explorer.status.value
 
 
+def test_the_loss_panel_has_a_legend_drawn_once(grid):
+    explorer = TrainingRunExplorer(grid, lr=0.1)
+    legend = explorer.loss_ax.get_legend()
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels == [plots.TRAINING_LINE, plots.VALIDATION_LINE]
+    assert labels == ["training (each step)", "validation (each epoch)"]
+    assert [explorer.train_line.get_label(), explorer.val_line.get_label()] == labels
+    explorer.figure.canvas.draw()
+    box, panel = legend.get_window_extent(), explorer.loss_ax.get_window_extent()
+    assert box.y0 >= panel.y1 - 1 and box.y1 <= explorer.figure.bbox.y1  # above, no line under it
+    explorer.controls["lr"].value = 1.0
+    assert explorer.loss_ax.get_legend() is legend  # part of the kept background, not redrawn
+    assert legend not in explorer._moving
+
+
 def test_one_cycle_ignores_the_warm_up(grid):
     explorer = TrainingRunExplorer(grid, lr=0.1, schedule="one-cycle", warmup=5)
     assert explorer.run() is grid.runs[(0.1, "one-cycle", 0)]
@@ -114,6 +129,11 @@ def test_static_figures_draw_every_run(grid):
     fig, axes = plots.plot_run_small_multiples(runs)
     assert axes.shape == (2, 2) and axes[0][1].get_title() == "b"
     np.testing.assert_array_equal(axes[1][1].lines[0].get_ydata(), runs["b"].val_accuracies)
+    for column, run in enumerate(runs.values()):  # a legend by label, not by drawing order
+        handles, labels = axes[0][column].get_legend_handles_labels()
+        assert labels == ["training (each step)", "validation (each epoch)"]
+        np.testing.assert_array_equal(handles[0].get_ydata(), run.step_losses)
+        np.testing.assert_array_equal(handles[1].get_ydata(), run.val_losses)
     fig, axes = plots.plot_training_run(runs["a"], title="one run")
     assert len(axes) == 3 and axes[1].get_title() == "one run"
     np.testing.assert_array_equal(plots.epoch_steps(runs["a"]), [6, 12])
