@@ -254,9 +254,9 @@ def plot_training_run(history, axes=None, *, title: str | None = None):
     lr_ax, loss_ax, acc_ax = axes
     lr_ax.plot(history.lrs, color="C2")
     lr_ax.set(xlabel="step", ylabel="learning rate", yscale="log")
-    loss_ax.plot(history.step_losses, color="C0", alpha=0.5, lw=0.8, label="train (step)")
+    loss_ax.plot(history.step_losses, color="C0", alpha=0.5, lw=0.8, label=TRAINING_LINE)
     loss_ax.plot(epoch_steps(history), history.val_losses, "o-", color="C1", ms=3,
-                 label="validation")
+                 label=VALIDATION_LINE)
     loss_ax.set(xlabel="step", ylabel="cross-entropy", yscale="log")
     loss_ax.legend(fontsize=8)
     acc_ax.plot(epoch_steps(history), history.val_accuracies, "o-", color="C3", ms=3)
