@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 
 from helpers import exercises as E
 from helpers.exercises import cross_entropy as ce
+from helpers.exercises import learning_rate as lr_exercises
 from helpers.exercises import mse_loss as mse
 from helpers.exercises import student
 
@@ -452,3 +453,48 @@ def test_student_links_are_rebased():
         "[c](../notebooks/01_mse_loss.ipynb)")
     assert student.rebase_links("[w](https://example.org/x.ipynb)") == (
         "[w](https://example.org/x.ipynb)")
+
+
+@pytest.mark.parametrize("check", [ce.check_log_softmax, ce.check_cross_entropy,
+                                   ce.check_cross_entropy_ignore, ce.check_soft_cross_entropy])
+def test_only_a_broadcast_error_is_told_as_a_missing_keepdim(check):
+    """The keepdim explanation answers torch's 'must match the size' error alone; any other
+    error the learner raises is reported as it came."""
+    def learner(*args):
+        raise TypeError("unsupported operand")
+
+    verdict = str(check(learner))
+    assert "keepdim" not in verdict and "your function raised TypeError: unsupported operand" \
+        in verdict
+
+
+def test_a_factor_beyond_the_small_integers_is_told_when_it_is_a_size_of_the_input():
+    """The sizes of the inputs are candidates too: 20 elements (more than the small integers
+    up to 16) make a sum 20 × the mean, and 1/20 for the other way round."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+
+    def told(answer):
+        return E.check_function("task", answer, F.mse_loss, [(x, y)]).message
+
+    assert ("yours is exactly 20 × the expected value (20 = the number of elements of the input "
+            "of shape (5, 4))") in told(lambda a, b: F.mse_loss(a, b, reduction="sum"))
+    assert "yours is exactly 1/20 × the expected value (20 = the number" in told(
+        lambda a, b: F.mse_loss(a, b) / 20)
+
+
+def test_a_factor_of_2_is_not_blamed_on_a_dimension_of_size_2():
+    """Sizes above 2 only name a factor: 2 is the forgotten 1/2 of a derivative far more often
+    than a dimension that happens to be 2 long."""
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    message = E.check_function("task", lambda a: 2 * a.exp(), torch.exp, [(x,)]).message
+    assert message.endswith("; yours is exactly 2 × the expected value")
+
+
+def test_only_a_zero_division_is_explained_as_the_bias_correction():
+    """Another arithmetic error (an overflow) is reported as it came, not as a divisor of 0."""
+    def smooth_losses(losses, smoothing):
+        raise OverflowError("math range error")
+
+    message = lr_exercises.check_smooth_losses(smooth_losses).message
+    assert "OverflowError: math range error" in message and "bias correction" not in message

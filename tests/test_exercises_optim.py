@@ -597,3 +597,24 @@ def test_the_noise_floor_formula_matches_a_simulation():
     predicted = lr * s**2 / (2 * (2 - lr * lam))
     assert abs(measured - predicted) < 0.03 * predicted
     assert mo.check_noise_floor(lambda lr_, lam_, s_: lr_ * s_**2 / (2 * (2 - lr_ * lam_))).passed
+
+
+def test_a_first_step_diagnosis_is_told_only_when_the_first_step_differs():
+    """A FirstStepDiagnosis compares first steps alone, so it may only name a run that goes
+    wrong AT step 1: a learner right at step 1 and wrong at step 2 has a first step equal to
+    any mistake's that starts right, and must get the plain difference, not the hint."""
+    def reference(param, grad, state, lr):
+        return param - lr * grad, (state or 0) + 1
+
+    def wrong_from_step_2(param, grad, state, lr):  # equals the reference at step 1
+        return param - (lr if state is None else 2 * lr) * grad, (state or 0) + 1
+
+    def learner(param, grad, state, lr):  # right at step 1, another mistake at step 2
+        return param - (lr if state is None else 3 * lr) * grad, (state or 0) + 1
+
+    case = mo.StepCase(torch.ones(3, dtype=torch.float64),
+                    tuple(torch.full((3,), 0.5, dtype=torch.float64) for _ in range(3)),
+                    options={"lr": 0.1})
+    verdict = mo.check_steps("sgd", learner, reference, [case],
+                          [mo.FirstStepDiagnosis(wrong_from_step_2, "THE HINT")])
+    assert "THE HINT" not in str(verdict) and "after step 2" in str(verdict)

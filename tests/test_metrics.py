@@ -1039,3 +1039,29 @@ def test_strict_label_validation_still_refuses_floats_and_says_how_to_fix_them()
     with pytest.raises(TypeError, match=r"values; turn scores into labels first"):
         M._labels(torch.tensor([0.1, 0.9]), "y_pred_a")
     assert M._labels(torch.zeros(0), "y_true").dtype == torch.int64  # nothing to refuse
+
+
+def test_a_float_label_beyond_int64_is_refused_not_wrapped():
+    """1e19 is a whole number, but no int64 holds it: .long() would wrap it into another class
+    silently, so it is refused with the value named."""
+    y_true = torch.tensor([0.0, 1.0, 1e19], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"expected class labels in y_true .* such as 1e\+19"):
+        M.confusion_matrix(y_true, torch.tensor([0, 1, 1]))
+
+
+def test_the_whole_number_hint_needs_every_value_whole():
+    """A mix of whole and fractional floats (0.0 with 0.7) is not labels that .long() fixes:
+    the hint is the one for probabilities, not 'convert them with .long()'."""
+    with pytest.raises(TypeError, match=r"values; targets holds each sample's true class") as info:
+        M._labels(torch.tensor([0.0, 1.0, 0.7]), "targets")
+    assert "whole numbers" not in str(info.value)
+
+
+def test_streamed_labels_are_validated_as_a_whole():
+    """labels= of a streamed matrix goes through the same validation as every other labels=:
+    a 0-dim tensor is a shape error naming (N,), a float tensor of whole numbers is accepted."""
+    stream = M.StreamingConfusionMatrix().update(torch.tensor([0, 1, 2]), torch.tensor([0, 2, 2]))
+    with pytest.raises(ValueError, match=r"expected labels of shape \(N,\)"):
+        stream.f1_score(labels=torch.tensor(1), average="macro")
+    assert stream.f1_score(labels=torch.tensor([0.0, 2.0]), average="macro") == pytest.approx(
+        stream.f1_score(labels=[0, 2], average="macro"))

@@ -176,6 +176,9 @@ def test_our_error_that_reads_like_a_missing_kernel_is_a_failure(error, grad):
     ("float32", HALF_KERNEL_MISSING),  # a missing half kernel is no excuse on float32
     ("float16", "tanh does not support sparse inputs"),  # nothing about the dtype
     ("float16", "ValueError-like words: not implemented for this shape"),
+    # another dtype whose name contains this one's: 'BFloat16' holds 'Float', bfloat16 float16
+    ("float32", "\"tanh_cpu\" not implemented for 'BFloat16'"),
+    ("float16", "Unsupported dtype bfloat16"),
 ])
 def test_a_reference_error_that_is_not_about_this_dtype_is_a_failure(dtype, message):
     def reference(x):
