@@ -101,11 +101,11 @@ def threshold(repeats: int) -> list[float]:
     y_true = (torch.rand(142, generator=generator) < 0.37).long()
     logit = 9 * (2 * y_true - 1) + 3 * torch.randn(142, generator=generator, dtype=torch.float64)
     explorer = ThresholdExplorer(y_true, torch.sigmoid(logit))
-    stops = [value for _, value in explorer.stepper.options]
+    stops = [value for _, value in explorer.slider.options]
     samples = []
     for _ in range(repeats):
         for stop in stops[::2] + stops[::-3]:
-            samples.append(timed(explorer.stepper, stop))
+            samples.append(timed(explorer.slider, stop))
     return samples
 
 

@@ -359,8 +359,8 @@ def make_scheduler(optimizer, schedule: str, total_steps: int, warmup_steps: int
                                     total_steps=total_steps)
     remaining = total_steps - warmup_steps
     main = {"constant": lambda: schedules.LinearLR(optimizer, 1.0, 1.0, total_iters=1),
-            "step": lambda: schedules.StepLR(optimizer, step_size=max(remaining // 3, 1),
-                                             gamma=0.1),
+            "step": lambda: schedules.StepLR(optimizer, step_size=math.ceil(remaining / 3),
+                                             gamma=0.1),  # decays after 1/3 and 2/3 only
             "cosine": lambda: schedules.CosineAnnealingLR(optimizer, T_max=remaining)}[schedule]
     if warmup_steps == 0:
         return main()

@@ -365,10 +365,10 @@ class ThresholdExplorer(_Blitted):
     """Slide the decision threshold of a binary classifier ("positive iff score >= threshold").
 
     Left: the confusion matrix [[TN, FP], [FN, TP]]. Right: the precision-recall curve with the
-    operating point of the threshold. The slider stops at every distinct score
-    (`threshold_steps`), so each step moves the operating point, even where a confident model's
-    scores crowd near 0 or 1; `explorer.slider` holds the threshold itself and takes any value
-    (typed, or set in code). The curve is computed once; a change calls
+    operating point of the threshold. The slider, `explorer.slider`, stops at every
+    distinct score (`threshold_steps`), so each step moves the operating point, even where a
+    confident model's scores crowd near 0 or 1; the box, `explorer.box`, holds the threshold
+    itself and takes any value (typed, or set in code). The curve is computed once; a change calls
     `helpers.metrics.metrics_at_threshold` (`explorer.frame()`) and redraws. Where nothing is
     predicted positive, precision is 1 (``zero_division=1.0``), the end point the curve has too.
     Display it with `display(explorer)` or as the last expression of a cell.
@@ -379,9 +379,9 @@ class ThresholdExplorer(_Blitted):
         self.y_true, self.y_score, self.pos_label = y_true, y_score, pos_label
         precision, recall, _ = precision_recall_curve(y_true, y_score, pos_label=pos_label)
         self.steps = threshold_steps(y_score)
-        self.slider = widgets.FloatText(value=threshold, description="threshold",
-                                        layout=widgets.Layout(width="220px"))
-        self.stepper = widgets.SelectionSlider(
+        self.box = widgets.FloatText(value=threshold, description="threshold",
+                                     layout=widgets.Layout(width="220px"))
+        self.slider = widgets.SelectionSlider(
             options=list(zip(_unique_labels(self.steps), self.steps, strict=True)),
             value=self._stop(threshold), description="score >=", continuous_update=True,
             layout=widgets.Layout(width="520px"))
@@ -401,8 +401,8 @@ class ThresholdExplorer(_Blitted):
             artist.set_animated(True)
         self._background = None
         self._muted = False
-        self.stepper.observe(self._stepped, names="value")
-        self.slider.observe(self._typed, names="value")
+        self.slider.observe(self._stepped, names="value")
+        self.box.observe(self._typed, names="value")
         self.update()
 
     def _stop(self, threshold: float) -> float:
@@ -411,19 +411,19 @@ class ThresholdExplorer(_Blitted):
 
     def _stepped(self, change) -> None:
         if not self._muted:
-            self.slider.value = change["new"]  # updates through _typed
+            self.box.value = change["new"]  # updates through _typed
 
     def _typed(self, change) -> None:
         self._muted = True
         try:
-            self.stepper.value = self._stop(change["new"])
+            self.slider.value = self._stop(change["new"])
         finally:
             self._muted = False
         self.update()
 
     def frame(self) -> ThresholdMetrics:
         """The metrics at the threshold: the pure computation behind the picture."""
-        return metrics_at_threshold(self.y_true, self.y_score, self.slider.value,
+        return metrics_at_threshold(self.y_true, self.y_score, self.box.value,
                                     pos_label=self.pos_label, zero_division=1.0)
 
     def update(self) -> ThresholdMetrics:
@@ -437,7 +437,7 @@ class ThresholdExplorer(_Blitted):
 
     @property
     def widget(self) -> widgets.Widget:
-        return widgets.VBox([widgets.HBox([self.stepper, self.slider]), self.status, self.image])
+        return widgets.VBox([widgets.HBox([self.slider, self.box]), self.status, self.image])
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -124,6 +124,14 @@ def test_make_scheduler_shapes(schedule, warmup, first, last_below):
         assert lrs[warmup] == pytest.approx(1.0) and max(lrs) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("total, warmup", [(264, 0), (264, 50), (100, 0), (100, 10), (3, 0)])
+def test_make_scheduler_step_decays_after_the_first_and_second_third(total, warmup):
+    lrs = schedules.lr_sequence(lambda o: T.make_scheduler(o, "step", total, warmup), 1.0, total)
+    decays = [k for k in range(warmup + 1, total) if lrs[k] < lrs[k - 1] * 0.5]
+    assert len(decays) == 2, f"expected 2 decays by 10, but got {len(decays)} at steps {decays}"
+    assert lrs[-1] == pytest.approx(0.01)
+
+
 def test_make_scheduler_refuses_bad_settings():
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="expected a schedule in"):

@@ -34,12 +34,12 @@ def test_describe_threshold_reads_the_counts_in_sklearn_order():
         "threshold 0.500: TP 2, FP 1, FN 1, TN 1; precision 0.667, recall 0.667, F1 0.667")
 
 
-def test_the_explorer_shows_metrics_at_threshold_of_its_slider(scored):
+def test_the_explorer_shows_metrics_at_threshold_of_its_box(scored):
     y_true, y_score = scored
     explorer = ThresholdExplorer(y_true, y_score, threshold=0.5)
     first_image = explorer.image.value
     for threshold in (0.3, 0.62, 0.9):
-        explorer.slider.value = threshold
+        explorer.box.value = threshold
         expected = M.metrics_at_threshold(y_true, y_score, threshold, zero_division=1.0)
         assert explorer.status.value == describe_threshold(expected)
         assert explorer.point.get_data() == ([float(expected.recall)],
@@ -52,15 +52,15 @@ def test_the_explorer_shows_metrics_at_threshold_of_its_slider(scored):
 def test_the_slider_reaches_past_the_highest_score(scored):
     y_true, y_score = scored
     explorer = ThresholdExplorer(y_true, y_score, threshold=0.5)
-    assert explorer.stepper.options[-1][1] > y_score.max()
-    explorer.stepper.value = explorer.stepper.options[-1][1]
+    assert explorer.slider.options[-1][1] > y_score.max()
+    explorer.slider.value = explorer.slider.options[-1][1]
     assert float(explorer.frame().recall) == 0.0  # nothing predicted positive
 
 
 def test_above_every_score_the_point_is_the_curves_end(scored):
     y_true, y_score = scored
     explorer = ThresholdExplorer(y_true, y_score, threshold=1.5)
-    assert explorer.slider.value == 1.5
+    assert explorer.box.value == 1.5
     report = explorer.frame()
     assert (float(report.recall), float(report.precision)) == (0.0, 1.0)
     precision, recall, _ = M.precision_recall_curve(y_true, y_score)
@@ -81,16 +81,16 @@ def test_every_step_of_the_slider_is_a_new_operating_point_on_saturated_scores(s
     assert (y_score[y_true == 1] > 0.99).float().mean() > 0.7
     explorer = ThresholdExplorer(y_true, y_score, threshold=0.5)
     distinct = torch.unique(y_score)
-    stops = [value for _, value in explorer.stepper.options]
+    stops = [value for _, value in explorer.slider.options]
     assert len(stops) == len(distinct) + 1  # every operating point there is, and "none"
     seen = []
     for stop in stops:
-        explorer.stepper.value = stop
+        explorer.slider.value = stop
         report = explorer.frame()
         predicted = (y_score >= stop).long()
         expected = sk.confusion_matrix(y_true.numpy(), predicted.numpy(), labels=[0, 1])
         assert report.confusion_matrix.tolist() == expected.tolist()
-        assert float(report.threshold) == stop == explorer.slider.value
+        assert float(report.threshold) == stop == explorer.box.value
         seen.append(tuple(expected.flatten()))
     assert len(set(seen)) == len(seen)  # each step moves the point
 
@@ -99,7 +99,7 @@ def test_a_typed_threshold_gives_the_metrics_of_score_at_least_threshold(saturat
     y_true, y_score = saturated
     explorer = ThresholdExplorer(y_true, y_score, threshold=0.5)
     for threshold in (0.3, 0.62, 0.9991, 0.999999):
-        explorer.slider.value = threshold
+        explorer.box.value = threshold
         report = explorer.frame()
         predicted = (y_score >= threshold).long().numpy()
         assert float(report.precision) == pytest.approx(
@@ -107,7 +107,7 @@ def test_a_typed_threshold_gives_the_metrics_of_score_at_least_threshold(saturat
         assert float(report.recall) == pytest.approx(
             sk.recall_score(y_true.numpy(), predicted), abs=1e-12)
         # the slider stops where the predictions are the same
-        assert ((y_score >= explorer.stepper.value) == (y_score >= threshold)).all()
+        assert ((y_score >= explorer.slider.value) == (y_score >= threshold)).all()
         assert explorer.status.value == describe_threshold(report)
 
 
@@ -118,7 +118,7 @@ def test_thresholds_near_1_are_not_rounded_to_1():
     report = M.metrics_at_threshold(y_true, y_score, 0.99999)
     assert describe_threshold(report).startswith("threshold 0.99999: TP 1, FP 0, FN 1")
     explorer = ThresholdExplorer(y_true, y_score)
-    labels = [label for label, _ in explorer.stepper.options]
+    labels = [label for label, _ in explorer.slider.options]
     assert len(set(labels)) == len(labels) == 4
 
 
@@ -127,7 +127,7 @@ def test_the_figure_is_redrawn_in_place(scored):
     open_figures = plt.get_fignums()
     explorer = ThresholdExplorer(y_true, y_score, threshold=0.5)
     figure, image = explorer.figure, explorer.matrix_ax.images[0]
-    explorer.slider.value = 0.8
+    explorer.box.value = 0.8
     assert explorer.figure is figure and explorer.matrix_ax.images[0] is image
     expected = M.metrics_at_threshold(y_true, y_score, 0.8).confusion_matrix
     assert image.get_array().tolist() == expected.tolist()

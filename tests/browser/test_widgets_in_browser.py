@@ -299,8 +299,8 @@ def test_the_check_fails_on_a_broken_widget(browser, lab):
         "torch.rand(50, generator=g, dtype=torch.float64), threshold=0.5)\n"
         "def broken(change):\n"
         "    raise RuntimeError('a broken callback')\n"
-        "explorer.slider.unobserve_all('value')\n"
-        "explorer.slider.observe(broken, names='value')\n"
+        "explorer.box.unobserve_all('value')\n"
+        "explorer.box.observe(broken, names='value')\n"
         "explorer"))
     nbformat.write(broken, lab.root / "notebooks" / "zz_broken_widget.ipynb")
     with notebook_page(browser, lab, "zz_broken_widget.ipynb") as page:
