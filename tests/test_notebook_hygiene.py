@@ -1,10 +1,13 @@
 """Every stored notebook is executed in order, clean, small, and honest about what nbval skips."""
 
+import base64
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTED = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("exercises/solutions/*.ipynb")])
@@ -125,3 +128,25 @@ def test_links_between_notebooks_resolve(path):
         if cell["cell_type"] == "markdown":
             for link in re.findall(r"\]\(([^)#:]+\.ipynb)", "".join(cell["source"])):
                 assert (path.parent / link).exists(), f"{path.name} links to missing {link}"
+
+
+CHAPTERS = sorted(ROOT.glob("notebooks/*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=names(CHAPTERS))
+def test_figures_are_sharp_on_a_projector(path):
+    """Every stored figure is drawn at twice the size it is shown at (helpers.plots.sharp_png,
+    installed by each chapter's first cell): at least 144 pixels per inch of a 72-dpi figure."""
+    _, cells = code_cells(path)
+    for number, cell in enumerate(cells, 1):
+        for output in cell["outputs"]:
+            if "image/png" not in output.get("data", {}):
+                continue
+            image = Image.open(io.BytesIO(base64.b64decode(output["data"]["image/png"])))
+            shown = output.get("metadata", {}).get("image/png", {})
+            assert "width" in shown, (
+                f"code cell {number} stores a figure without a display size: call "
+                "plots.show_sharp_figures() in the chapter's first cell")
+            assert image.size[0] >= 2 * shown["width"] and image.size[1] >= 2 * shown["height"], (
+                f"code cell {number}: a figure of {image.size} pixels shown at "
+                f"{shown['width']}x{shown['height']}: not drawn at twice its size")
