@@ -49,5 +49,18 @@ def test_the_palette_changes_nothing_visible_and_the_file_is_smaller():
     assert len(data) < len(full.getvalue())
 
 
-def test_outside_ipython_nothing_is_installed():
-    plots.show_sharp_figures()  # no IPython shell here: a no-op, not an error
+def test_an_ipython_shell_shows_every_figure_sharp_and_none_outside_one():
+    plots.show_sharp_figures()  # no shell yet: a no-op, not an error
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        formats = shell.display_formatter.formatters["image/png"]
+        fig = figure(72)
+        assert formats(fig) is None  # a plain shell has no PNG formatter for figures
+        plots.show_sharp_figures()
+        data, metadata = formats(fig)
+        plt.close(fig)
+        assert Image.open(io.BytesIO(data)).mode == "P" and metadata == plots.sharp_png(fig)[1]
+    finally:
+        InteractiveShell.clear_instance()
