@@ -16,7 +16,7 @@ test test-browser unit nbval notebooks: export OMP_NUM_THREADS = 1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,classroom]'
 	touch $(STAMP)
 
 # No news and no update check: the course runs offline. The server fetches nothing
