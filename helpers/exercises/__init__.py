@@ -15,6 +15,7 @@ verdict. One module per chapter holds that chapter's checkers.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 import re
@@ -442,7 +443,9 @@ def check_answer(task: str, learner: Callable[[], object], expected,
                  atol: float = 1e-8) -> Verdict:
     """For a conceptual task: `learner()` returns an answer, compared with `expected`.
 
-    `diagnoses` pairs typical wrong answers with their hints.
+    `expected` is the answer itself or, for a question whose answer a learner could otherwise read
+    here, `Sealed` (compared at `SEAL_DIGITS` significant digits). `diagnoses` pairs typical
+    wrong answers with their hints.
     """
     if not callable(learner):
         return wrong(task, f"expected a function, but got {type(learner).__name__}")
@@ -454,15 +457,20 @@ def check_answer(task: str, learner: Callable[[], object], expected,
         return wrong(task, f"your function raised {type(error).__name__}: {error}")
     if got is None:
         return wrong(task, "your function returned None: did you forget `return`?")
-    if isinstance(expected, list | tuple) and isinstance(got, torch.Tensor | np.ndarray):
+    several = isinstance(expected, list | tuple) or (isinstance(expected, Sealed)
+                                                       and expected.length is not None)
+    if several and isinstance(got, torch.Tensor | np.ndarray):
         got = got.tolist()
-    if _close(got, expected, rtol, atol):
+    if _close(got, expected, rtol, atol) if not isinstance(expected, Sealed) else (
+            _opens(expected, task, got)):
         return passed(task)
     if _is_complex(got):
         return wrong(task, _COMPLEX)
     for answer, hint in diagnoses:
         if _close(got, answer, rtol, atol):
             return wrong(task, hint)
+    if isinstance(expected, Sealed):
+        return _sealed_difference(task, got, expected)
     if hint := factor_hint(got, expected, rtol=rtol):
         return wrong(task, f"not the expected answer (you returned {got!r}); {hint}")
     if _close(got, expected, 1e-2, 1e-6):
@@ -471,8 +479,122 @@ def check_answer(task: str, learner: Callable[[], object], expected,
     return wrong(task, f"not the expected answer (you returned {got!r})")
 
 
+# --------------------------------------------------------------------------------------------
+# Answers kept sealed: a question's answer must not be readable in its checker
+# --------------------------------------------------------------------------------------------
+
+SEAL_DIGITS = 6  # an answer is compared at 6 significant digits (a relative 5e-7 or better)
+
+
+def _fingerprint(value) -> str | None:
+    """An answer as canonical text: each number at `SEAL_DIGITS` significant digits (a Python,
+    NumPy or one-element tensor value alike, -0 as 0), a string stripped, a tuple or list (or a
+    tensor or array of several values) element by element; None for anything else."""
+    if isinstance(value, str):
+        return "s:" + value.strip()
+    if (isinstance(value, np.ndarray) and value.size != 1
+            or isinstance(value, torch.Tensor) and value.numel() != 1):
+        value = value.tolist()
+    if isinstance(value, tuple | list):
+        parts = [_fingerprint(v) for v in value]
+        return None if None in parts else "(" + ",".join(parts) + ")"
+    number = as_number(value)
+    if number is None:
+        return None
+    number = float(number) + 0.0
+    return f"{number:.{SEAL_DIGITS - 1}e}" if math.isfinite(number) else repr(number)
+
+
+def _digest(task: str, fingerprint: str) -> str:
+    return hashlib.sha256(f"{task}|{fingerprint}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """An expected answer kept as the SHA-256 digest of its fingerprint (see `seal`), so that a
+    checker's source does not give it away; `length` is how many values a tuple answer holds
+    (None for a single value): the shape of the answer is no secret."""
+
+    digest: str
+    length: int | None = None
+
+
+def _numbers(value) -> list[float]:
+    if isinstance(value, tuple | list):
+        return [x for v in value for x in _numbers(v)]
+    number = as_number(value)
+    return [] if number is None else [float(number)]
+
+
+def seal(task: str, answer) -> Sealed:
+    """`answer` of `task` sealed: run once while writing a checker and paste what it returns.
+
+    Refuses an answer with a number within 1e-9 (relative) of a rounding boundary at
+    `SEAL_DIGITS` digits, where a right answer computed in another order could round the other
+    way."""
+    fingerprint = _fingerprint(answer)
+    if fingerprint is None:
+        raise TypeError(f"expected numbers, a string, or a tuple of them, but got {answer!r}")
+    for x in _numbers(answer):
+        if len({_fingerprint(x * (1 + d)) for d in (-1e-9, 0.0, 1e-9)}) > 1:
+            raise ValueError(f"{x!r} lies on a rounding boundary at {SEAL_DIGITS} significant "
+                             "digits: seal another form of the answer")
+    length = len(answer) if isinstance(answer, tuple | list) else None
+    return Sealed(_digest(task, fingerprint), length)
+
+
+def _opens(sealed: Sealed, task: str, got) -> bool:
+    fingerprint = _fingerprint(got)
+    return fingerprint is not None and _digest(task, fingerprint) == sealed.digest
+
+
+def _scaled(got, k: float):
+    if isinstance(got, tuple | list):
+        return [_scaled(v, k) for v in got]
+    number = as_number(got)
+    return None if number is None else number / k
+
+
+def _sealed_factor(sealed: Sealed, task: str, got) -> str:
+    """"yours is exactly k × the expected value" for a nice k (a fraction of small integers, or
+    a change of logarithm base) that opens the seal, else ""."""
+    candidates = range(1, _LARGEST_SMALL_FACTOR + 1)
+    factors = [(sign * p / q, f"{'-' if sign < 0 else ''}{Fraction(p, q)}",
+                "the sign is flipped" if (sign, p, q) == (-1, 1, 1) else "")
+               for sign in (1, -1) for q in candidates for p in candidates
+               if math.gcd(p, q) == 1 and (p, q, sign) != (1, 1, 1)]
+    factors += [(k, f"{written} ≈ {k:.4g}", meaning) for k, written, meaning in _LOG_FACTORS]
+    for k, written, meaning in factors:
+        scaled = _scaled(got, k)
+        if scaled is not None and _opens(sealed, task, scaled):
+            return f"yours is exactly {written} × the expected value" + (
+                f" ({meaning})" if meaning else "")
+    return ""
+
+
+def _sealed_difference(task: str, got, sealed: Sealed) -> Verdict:
+    if sealed.length is not None and not (isinstance(got, tuple | list)
+                                          and len(got) == sealed.length):
+        return wrong(task, f"expected a tuple of {sealed.length} values, but got {got!r}")
+    if hint := _sealed_factor(sealed, task, got):
+        return wrong(task, f"not the expected answer (you returned {got!r}); {hint}")
+    return wrong(task, f"not the expected answer (you returned {got!r})")
+
+
+HIDDEN_SEED: int | None = None  # set by a hidden test (grading.hidden_inputs): other inputs
+
+
+def input_seed(seed: int) -> int:
+    """The seed of a checker's inputs: `seed` itself, or within a hidden test one drawn from
+    `seed` and the hidden seed (so that the learner cannot know the inputs)."""
+    if HIDDEN_SEED is None:
+        return seed
+    return (seed * 6364136223846793005 + HIDDEN_SEED * 1442695040888963407) % 2**63
+
+
 def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    """A fresh generator for a checker's inputs, seeded with `input_seed(seed)`."""
+    return torch.Generator().manual_seed(input_seed(seed))
 
 
 # --------------------------------------------------------------------------------------------

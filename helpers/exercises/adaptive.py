@@ -13,6 +13,7 @@ from torch import Tensor
 
 from helpers import optim
 from helpers.exercises import Diagnosis, Verdict, check_answer, seeded
+from helpers.exercises.grading import task
 from helpers.exercises.momentum import (
     FirstStepDiagnosis,
     StepCase,
@@ -60,6 +61,7 @@ def adagrad_cases() -> list[StepCase]:
     ]
 
 
+@task()
 def check_adagrad_step(adagrad_step) -> Verdict:
     """Task 1: `adagrad_step(param, grad, state_sum, lr, eps=1e-10)` -> (param, state_sum)."""
     return check_steps("adagrad_step", adagrad_step, _adagrad_reference, adagrad_cases(), [
@@ -129,6 +131,7 @@ def rmsprop_cases() -> list[StepCase]:
     ]
 
 
+@task()
 def check_rmsprop_step(rmsprop_step) -> Verdict:
     """Task 2: `rmsprop_step(param, grad, square_avg, lr, alpha=0.99, eps=1e-8)` ->
     (param, square_avg)."""
@@ -157,6 +160,7 @@ def check_rmsprop_step(rmsprop_step) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
+@task()
 def check_first_step(first_step) -> Verdict:
     """Task 3 (conceptual): |first step| / lr of Adam with betas (0.9, 0.999) and negligible
     eps: (with the bias correction, without it)."""
@@ -260,6 +264,7 @@ def adam_cases() -> list[StepCase]:
     ]
 
 
+@task()
 def check_adam_step(adam_step) -> Verdict:
     """Task 4: `adam_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8)` ->
     (param, state), state = {"step": int, "exp_avg": tensor, "exp_avg_sq": tensor}."""
@@ -319,6 +324,7 @@ def adamw_cases() -> list[StepCase]:
     ]
 
 
+@task()
 def check_adamw_step(adamw_step) -> Verdict:
     """Task 5: `adamw_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8,
     weight_decay=1e-2)` -> (param, state), with AdamW's decoupled weight decay."""
@@ -361,6 +367,7 @@ def _unused_weight(optimizer_class, steps: int = 10, lr: float = 0.01,
     return w.item()
 
 
+@task()
 def check_unused_weight(unused_weight) -> Verdict:
     """Task 6 (conceptual): a weight w = 1 whose loss gradient is always 0, after 10 steps of
     AdamW(lr=0.01, weight_decay=0.1)."""

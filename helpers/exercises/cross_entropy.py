@@ -19,6 +19,7 @@ from helpers.exercises import (
     check_function,
     seeded,
 )
+from helpers.exercises.grading import task
 
 LN2, LN10 = math.log(2), math.log(10)
 
@@ -75,6 +76,7 @@ def _either(*explains):
     return explain
 
 
+@task()
 def check_log_softmax(log_softmax) -> Verdict:
     """Task 1: a numerically stable `log_softmax(x)` along the last dimension."""
     # float32 logits near 1000 carry an absolute rounding error of about 1e-4 (1000 * 2^-23)
@@ -117,6 +119,7 @@ def _bits_and_digits(reference, what: str) -> list[Diagnosis]:
                       "the natural log, torch.log, as torch does")]
 
 
+@task()
 def check_cross_entropy(cross_entropy) -> Verdict:
     """Task 2: `cross_entropy(logits, target)`, the mean over the batch, class-index targets."""
     def picked(x, y):
@@ -143,6 +146,7 @@ def check_cross_entropy(cross_entropy) -> Verdict:
     ])
 
 
+@task()
 def check_cross_entropy_grad(cross_entropy_grad) -> Verdict:
     """Task 3: the gradient of the mean cross-entropy with respect to the logits, by hand."""
     def reference(x, y):
@@ -162,6 +166,7 @@ def check_cross_entropy_grad(cross_entropy_grad) -> Verdict:
     ])
 
 
+@task()
 def check_weighted_cross_entropy(weighted_cross_entropy) -> Verdict:
     """Task 4: class-weighted mean cross-entropy, normalised like torch."""
     g = seeded(24)
@@ -185,6 +190,7 @@ def check_weighted_cross_entropy(weighted_cross_entropy) -> Verdict:
     ])
 
 
+@task()
 def check_smoothed_targets(smoothed_targets) -> Verdict:
     """Task 5: the label-smoothed target distribution q of shape (N, C)."""
     cases = [(torch.tensor([0, 2, 1]), 3, 0.1), (torch.tensor([4, 0]), 5, 0.3),
@@ -210,6 +216,7 @@ def check_smoothed_targets(smoothed_targets) -> Verdict:
     ])
 
 
+@task()
 def check_smoothing_floor(smoothing_floor) -> Verdict:
     """Task 6 (conceptual): the smallest possible loss with label smoothing 0.1 and C = 4."""
     q = torch.tensor([0.925, 0.025, 0.025, 0.025], dtype=torch.float64)
@@ -238,6 +245,7 @@ def _softplus(x):
     return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
 
 
+@task()
 def check_softplus(softplus) -> Verdict:
     """Task 7: `softplus(x)` = log(1 + e^x), finite and exact for logits of ±1e4."""
     g = seeded(70)
@@ -281,6 +289,7 @@ def _naive_bce(x, y, pos_weight=1.0):
     return -(pos_weight * y * torch.log(s) + (1 - y) * torch.log(1 - s)).mean()
 
 
+@task()
 def check_bce_with_logits(bce_with_logits) -> Verdict:
     """Task 8: `bce_with_logits(logits, target)`, the mean of
     max(x, 0) - x y + log1p(exp(-|x|)), as `F.binary_cross_entropy_with_logits`."""
@@ -307,6 +316,7 @@ def check_bce_with_logits(bce_with_logits) -> Verdict:
     ])
 
 
+@task()
 def check_bce_pos_weight(bce_pos_weight) -> Verdict:
     """Task 9: `bce_pos_weight(logits, target, pos_weight)`, as
     `F.binary_cross_entropy_with_logits(..., pos_weight=pos_weight)`: the mean of
@@ -348,6 +358,7 @@ def check_bce_pos_weight(bce_pos_weight) -> Verdict:
     ])
 
 
+@task()
 def check_cross_entropy_ignore(cross_entropy_ignore) -> Verdict:
     """Task 10: `cross_entropy_ignore(logits, target, ignore_index)`, as
     `F.cross_entropy(..., ignore_index=ignore_index)`: the mean over the samples kept."""
@@ -391,6 +402,7 @@ def check_cross_entropy_ignore(cross_entropy_ignore) -> Verdict:
     ], explain=_either(explain, _keepdim_missing(_first)))
 
 
+@task()
 def check_soft_cross_entropy(soft_cross_entropy) -> Verdict:
     """Task 11: `soft_cross_entropy(logits, probs, weight)` with probability targets, as
     `F.cross_entropy(logits, probs, weight=weight)`: the mean over the N samples of

@@ -52,6 +52,7 @@ from helpers.exercises import (
     values_differ,
     wrong,
 )
+from helpers.exercises.grading import task
 
 
 class _Tensors(list):
@@ -137,6 +138,7 @@ _UNFUSED = ("72 bytes per float32 parameter, 18 tensors, is what the unfused ste
             "per float32 parameter")
 
 
+@task()
 def check_adam_step_bytes(adam_step_bytes) -> Verdict:
     """Task 1: `adam_step_bytes(numel, dtype, amsgrad=False)`, the fewest bytes one Adam step
     over `numel` parameters of `dtype` must move between memory and the processor: read the
@@ -186,6 +188,7 @@ def _bandwidth_fraction(tensors: int = 7, itemsize: int = 4, bandwidth: float = 
     return q["numel"] * itemsize * tensors / bandwidth / q["step_seconds"]
 
 
+@task()
 def check_bandwidth_fraction(bandwidth_fraction) -> Verdict:
     """Task 2 (a question): the fraction of the memory bandwidth the step of
     `ROOFLINE_QUESTION` reaches: (bytes it must move / bandwidth) / measured time."""
@@ -400,6 +403,7 @@ def _accumulate(weight: str = "n / N", clear: str = "before", backward: str = "e
     return accumulate_gradients
 
 
+@task()
 def check_accumulate_gradients(accumulate_gradients) -> Verdict:
     """Task 3: `accumulate_gradients(model, loss_fn, micro_batches)` leaves in every
     parameter's .grad the gradient of the mean loss over all the samples of `micro_batches` (a
@@ -557,6 +561,7 @@ def _update(reset_on_inf: bool = True, grows_after: int = 0, inf_first: bool = T
     return update_scale
 
 
+@task()
 def check_update_scale(update_scale) -> Verdict:
     """Task 4: `update_scale(scale, growth_tracker, found_inf, growth_factor=2.0,
     backoff_factor=0.5, growth_interval=2000)` -> (new_scale, new_growth_tracker), the update
@@ -729,6 +734,7 @@ def _told_apart(verdict: Verdict, learner: Callable, reference: Callable,
     return verdict
 
 
+@task()
 def check_unscale_and_clip(unscale_and_clip) -> Verdict:
     """Task 5: `unscale_and_clip(scaled_grads, scale, max_norm)`, the gradients (a list, one
     per parameter) divided by the loss scale and then clipped to a global norm of at most
@@ -802,6 +808,7 @@ def memory_cases() -> list[tuple]:
             (1_500_000_000, False)]
 
 
+@task()
 def check_adam_training_memory(adam_training_memory) -> Verdict:
     """Task 6: `adam_training_memory(num_params, mixed_precision=False)` -> (weights, gradients,
     optimizer_state), the bytes each takes when Adam trains `num_params` parameters: all
@@ -901,6 +908,7 @@ def _parallel(kind: str) -> Callable:
     return data_parallel_gradient
 
 
+@task()
 def check_data_parallel_gradient(data_parallel_gradient) -> Verdict:
     """Task 7: `data_parallel_gradient(local_grads, local_batch_sizes)`, the gradient every rank
     holds after the all-reduce, equal to the gradient of the mean loss over the global batch;
@@ -963,6 +971,7 @@ def batch_cases() -> list[tuple]:
             (1e-3, 512, 32, 2, 2), (0.05, 128, 128, 1, 1)]
 
 
+@task()
 def check_effective_batch_and_lr(effective_batch_and_lr) -> Verdict:
     """Task 8: `effective_batch_and_lr(base_lr, base_batch_size, micro_batch_size,
     accumulation_steps, world_size)` -> (effective batch size, learning rate by the linear

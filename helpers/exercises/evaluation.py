@@ -36,6 +36,7 @@ from helpers.exercises import (
     seeded,
     wrong,
 )
+from helpers.exercises.grading import task
 from helpers.exercises.metrics import _Batches
 from helpers.training import EarlyStopping, shuffled_batches
 
@@ -158,6 +159,7 @@ def _over_full_batches(model, loader) -> float:
     return sum(a * s for a, s in zip(accuracies, sizes)) / (len(loader) * loader.batch_size)
 
 
+@task()
 def check_accuracy_over_loader(accuracy_over_loader) -> Verdict:
     """Task 1: `accuracy_over_loader(model, loader)`, the accuracy over all the loader's samples,
     evaluated in eval mode without autograd, with the model given back in its mode."""
@@ -209,6 +211,7 @@ def _label_batches(sizes: Sequence[int], n_classes: int, seed: int) -> _Batches:
     return _Batches(batches)
 
 
+@task()
 def check_recall_over_batches(recall_over_batches) -> Verdict:
     """Task 2: `recall_over_batches(batches, n_classes)`, the float64 recall of every class over
     all the `(y_true, y_pred)` batches."""
@@ -298,6 +301,7 @@ def _wald(k, n, z, clip: bool = False) -> list[float]:
     return [max(low, 0.0), min(high, 1.0)] if clip else [low, high]
 
 
+@task()
 def check_wilson_interval(wilson_interval) -> Verdict:
     """Task 3: `wilson_interval(k, n, confidence_level=0.95)`, the two-sided Wilson interval as
     `(low, high)`, equal to scipy's `binomtest(k, n).proportion_ci(confidence_level,
@@ -395,6 +399,7 @@ def _bootstrap(indices: str = "paired", interval: str = "percentile") -> Callabl
     return ci
 
 
+@task()
 def check_bootstrap_accuracy_ci(bootstrap_accuracy_ci) -> Verdict:
     """Task 4: `bootstrap_accuracy_ci(y_true, y_pred, n_resamples, generator,
     confidence_level=0.95)`, the paired percentile bootstrap interval of the accuracy, drawn as
@@ -455,6 +460,7 @@ def _binomial_half_cdf(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
+@task()
 def check_mcnemar_pvalue(mcnemar_pvalue) -> Verdict:
     """Task 5: `mcnemar_pvalue(y_true, y_pred_a, y_pred_b)`, the two-sided p-value of McNemar's
     exact test, as a number."""
@@ -711,6 +717,7 @@ def _checkpoint_problem(checkpoint, epoch: int) -> str | None:
     return None
 
 
+@task()
 def check_make_checkpoint(make_checkpoint) -> Verdict:
     """Task 6: `make_checkpoint(model, optimizer, scheduler, generator, epoch)`, a dict with the
     keys of `CHECKPOINT_KEYS` that resumes a run bit for bit (restored by the reference)."""
@@ -735,6 +742,7 @@ def check_make_checkpoint(make_checkpoint) -> Verdict:
     return verdict
 
 
+@task()
 def check_restore_checkpoint(restore_checkpoint) -> Verdict:
     """Task 7: `restore_checkpoint(checkpoint, model, optimizer, scheduler, generator)`, restoring
     everything a reference checkpoint holds into fresh objects, returning checkpoint['epoch']."""
@@ -799,6 +807,7 @@ def _stopping(val_losses, patience, min_delta=0.0, *, strict=True, against="best
     return best - 1 + first_epoch, stop - 1 + first_epoch
 
 
+@task()
 def check_best_and_stop_epoch(best_and_stop_epoch) -> Verdict:
     """Task 8: `best_and_stop_epoch(val_losses, patience, min_delta=0.0)`, the epochs (counted
     from 1) whose weights early stopping keeps and at which it stops."""
@@ -847,6 +856,7 @@ PROTOCOL_RUNS = {"A": (0.912, 0.905), "B": (0.936, 0.921), "C": (0.928, 0.934)}
 """Task 9: configuration -> (validation accuracy, test accuracy)."""
 
 
+@task()
 def check_reported_accuracy(reported_accuracy) -> Verdict:
     """Task 9 (conceptual): the test accuracy to report after choosing among `PROTOCOL_RUNS` on
     validation."""

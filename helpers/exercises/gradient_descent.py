@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises.grading import task
 
 
 def _rotated(eigenvalues: list[float], angle: float, dtype=torch.float64) -> Tensor:
@@ -43,6 +44,7 @@ def _quadratic_gradient(A, b, theta):
     return A @ theta - b
 
 
+@task()
 def check_gd_step(gd_step) -> Verdict:
     """Task 1: `gd_step(A, b, theta, lr)`, one gradient-descent step on
     f(theta) = 1/2 theta^T A theta - b^T theta."""
@@ -84,6 +86,7 @@ _DIAGONAL_IS_NOT_THE_SPECTRUM = ("the diagonal entries are the eigenvalues only 
                                  "matrix: compute the spectrum with torch.linalg.eigvalsh(A)")
 
 
+@task()
 def check_stable_lr(stable_lr) -> Verdict:
     """Task 2: `stable_lr(A)`, the largest learning rate for which gradient descent converges
     on f = 1/2 theta^T A theta: 2 / lambda_max, as a float."""
@@ -112,6 +115,7 @@ def check_stable_lr(stable_lr) -> Verdict:
     ])
 
 
+@task()
 def check_convergence_rate(convergence_rate) -> Verdict:
     """Task 4: `convergence_rate(A, lr)`, the factor by which gradient descent shrinks the
     error per step (in the slowest direction): max_i |1 - lr * lambda_i|."""
@@ -177,6 +181,7 @@ def _sorted_answer(learner: Callable) -> Callable:
     return answer
 
 
+@task()
 def check_diverging_lrs(diverging_lrs) -> Verdict:
     """Task 3 (conceptual): the learning rates among CANDIDATE_LRS for which gradient descent
     diverges on the quadratic with A = [[5, 4], [4, 5]]."""
@@ -223,6 +228,7 @@ def _least_squares(X: Tensor, y: Tensor) -> Tensor:
     return torch.linalg.lstsq(X.double(), y.double()[:, None]).solution.squeeze(1).to(X.dtype)
 
 
+@task()
 def check_normal_equations(normal_equations) -> Verdict:
     """Task 5: `normal_equations(X, y)`, the least-squares weights and bias as one vector
     (w_1, ..., w_d, b)."""
@@ -260,6 +266,7 @@ def _mse_gradient(Xt, w, y):
     return 2 / len(y) * Xt.T @ (Xt @ w - y)
 
 
+@task()
 def check_linear_regression_gd(linear_regression_gd) -> Verdict:
     """Task 6: `linear_regression_gd(X, y, lr, steps)`, full-batch gradient descent on the mean
     squared error from w = 0, b = 0; the vector (w_1, ..., w_d, b) after `steps` steps."""

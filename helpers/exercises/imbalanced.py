@@ -40,6 +40,7 @@ from helpers.exercises import (
     seeded,
     wrong,
 )
+from helpers.exercises.grading import task
 
 
 class _NotApplicable(Exception):
@@ -138,6 +139,7 @@ def mcc_cases() -> list[tuple[int, int, int, int]]:
             (12, 88, 0, 0), (0, 10, 90, 0), (25, 0, 5, 0), (900, 80, 120, 98900)]
 
 
+@task()
 def check_matthews_from_counts(matthews_from_counts) -> Verdict:
     """Task 1: `matthews_from_counts(tp, fp, fn, tn)`, the Matthews correlation coefficient of a
     binary confusion matrix from its four counts (Python ints), as a number; 0 where it is
@@ -264,6 +266,7 @@ def _at_most_one(learner):
     return bounded
 
 
+@task()
 def check_balanced_accuracy(balanced_accuracy) -> Verdict:
     """Task 2: `balanced_accuracy(y_true, y_pred, adjusted=False)`, the mean recall over the
     classes that occur in `y_true`, as a number; with `adjusted=True` rescaled so that chance
@@ -338,6 +341,7 @@ def auc_cases() -> list[tuple[Tensor, Tensor]]:
     ]
 
 
+@task()
 def check_roc_auc(roc_auc) -> Verdict:
     """Task 3: `roc_auc(y_true, scores)`, the area under the ROC curve from the pairs,
     P(s+ > s-) + 1/2 P(s+ = s-), as a number; equal to `sklearn.metrics.roc_auc_score`."""
@@ -384,6 +388,7 @@ def _multilabel(n: int, rates: list[float], dtype: torch.dtype, seed: int) -> Te
     return targets
 
 
+@task()
 def check_pos_weight(pos_weight_from_labels) -> Verdict:
     """Task 4: `pos_weight_from_labels(targets)`, for float 0/1 targets of shape (N, C), the
     `pos_weight` of `torch.nn.BCEWithLogitsLoss`: n_neg / n_pos of every column, shape (C,), in
@@ -422,6 +427,7 @@ def check_pos_weight(pos_weight_from_labels) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
+@task()
 def check_logit_threshold(logit_threshold) -> Verdict:
     """Task 5: `logit_threshold(pos_weight)`, the threshold on the logit of a model trained
     with `BCEWithLogitsLoss(pos_weight=w)` that gives the unweighted model's decision at
@@ -512,6 +518,7 @@ def _per_class(y: Tensor) -> Tensor:
     return 1.0 / counts.double()
 
 
+@task()
 def check_sample_weights(sample_weights) -> Verdict:
     """Task 6: `sample_weights(y)`, for int64 labels of shape (N,), one weight per sample,
     1 / (the number of samples of its class), shape (N,): WeightedRandomSampler then draws every
@@ -610,6 +617,7 @@ def _caps_confident_mistakes(learner) -> bool:
                 and torch.allclose(got[~confident], expected[~confident]))
 
 
+@task()
 def check_sigmoid_focal_loss(sigmoid_focal_loss) -> Verdict:
     """Task 7: `sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0)`, the focal loss of
     every element, -alpha_t (1 - p_t)^gamma log p_t, a tensor of the logits' shape and dtype,
@@ -735,6 +743,7 @@ def _one_of_the_scores(learner):
     return among
 
 
+@task()
 def check_threshold_for_recall(threshold_for_recall) -> Verdict:
     """Task 8: `threshold_for_recall(y_true, scores, target_recall=0.9)`, the highest threshold t
     (one of the scores) whose recall, with positives predicted where score >= t, reaches the
@@ -835,6 +844,7 @@ def ece_cases() -> list[tuple]:
             (few_y, few, 15)]
 
 
+@task()
 def check_expected_calibration_error(expected_calibration_error) -> Verdict:
     """Task 9: `expected_calibration_error(y_true, y_prob, n_bins=10)`, for 0/1 labels and
     float64 probabilities of the positive class, the ECE over `n_bins` equal-width bins

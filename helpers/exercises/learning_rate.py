@@ -11,6 +11,7 @@ from torch.optim import lr_scheduler
 
 from helpers import schedules
 from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises.grading import task
 
 
 def _torch_lr_at(make_scheduler: Callable, base_lr: float, step: int) -> float:
@@ -49,6 +50,7 @@ def _cosine(t, base_lr, T_max, eta_min):  # noqa: N803
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
 
 
+@task()
 def check_step_lr(step_lr) -> Verdict:
     """Task 1: `step_lr(t, base_lr, step_size, gamma)`, StepLR's rate after t steps."""
     cases = [(7, 0.1, 3, 0.5), (3, 0.1, 3, 0.5), (2, 0.1, 3, 0.5), (0, 0.1, 3, 0.5),
@@ -79,6 +81,7 @@ def check_step_lr(step_lr) -> Verdict:
     ])
 
 
+@task()
 def check_cosine_lr(cosine_lr) -> Verdict:
     """Task 2: `cosine_lr(t, base_lr, T_max, eta_min)`, CosineAnnealingLR's rate at step t
     (0 <= t <= T_max)."""
@@ -125,6 +128,7 @@ def check_cosine_lr(cosine_lr) -> Verdict:
     ])
 
 
+@task()
 def check_range_test_lrs(range_test_lrs) -> Verdict:
     """Task 3: `range_test_lrs(start_lr, end_lr, num_iter)`, the geometric sequence of rates."""
     cases = [(1e-4, 10.0, 6), (1e-3, 1.0, 4), (1e-7, 10.0, 9), (0.5, 2.0, 2)]
@@ -165,6 +169,7 @@ def check_range_test_lrs(range_test_lrs) -> Verdict:
     ], rtol=1e-5)
 
 
+@task()
 def check_warmup_cosine_lr(warmup_cosine_lr) -> Verdict:
     """Task 4: `warmup_cosine_lr(t, base_lr, warmup_steps, total_steps, start_factor)`: linear
     warm-up, then cosine annealing to 0 at `total_steps` (torch's SequentialLR of the two)."""
@@ -218,6 +223,7 @@ def check_warmup_cosine_lr(warmup_cosine_lr) -> Verdict:
     ])
 
 
+@task()
 def check_smooth_losses(smooth_losses) -> Verdict:
     """Task 5: `smooth_losses(losses, smoothing)`, the bias-corrected moving average of the
     range test, with beta = 1 - smoothing."""
@@ -298,6 +304,7 @@ def _rates_used(scheduler_first: bool, steps: int = 5) -> list[float]:
     return used
 
 
+@task()
 def check_scheduler_first_rates(scheduler_first_rates) -> Verdict:
     """Task 6 (conceptual): the rates of the first five updates when `scheduler.step()` is
     called before `optimizer.step()`, for LinearLR(start_factor=0.5, total_iters=4), lr 0.4."""

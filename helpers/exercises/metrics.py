@@ -17,6 +17,7 @@ from helpers.exercises import (
     seeded,
     wrong,
 )
+from helpers.exercises.grading import task
 
 
 def _pairs_of(C: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +77,7 @@ def _matrices() -> dict[str, torch.Tensor]:
     }
 
 
+@task()
 def check_confusion_matrix(confusion_matrix) -> Verdict:
     """Task 1: `confusion_matrix(y_true, y_pred, n_classes)`, rows true, columns predicted."""
     g = seeded(70)
@@ -125,6 +127,7 @@ def _explained_reshape(confusion_matrix):
     return explained
 
 
+@task()
 def check_precision_recall(precision_recall) -> Verdict:
     """Task 2: `precision_recall(C)`, the float64 precision and recall of every class."""
     matrices = _matrices()
@@ -183,6 +186,7 @@ def check_precision_recall(precision_recall) -> Verdict:
     ])
 
 
+@task()
 def check_fbeta(fbeta) -> Verdict:
     """Task 3: `fbeta(C, beta)`, the float64 F_beta of every class, 0 where it is 0/0."""
     matrices = _matrices()
@@ -208,6 +212,7 @@ def check_fbeta(fbeta) -> Verdict:
     ])
 
 
+@task()
 def check_macro_f1(macro_f1) -> Verdict:
     """Task 4: `macro_f1(C)`, the mean of the per-class F1 scores, as a number."""
     matrices = _matrices()
@@ -258,6 +263,7 @@ def check_macro_f1(macro_f1) -> Verdict:
     ])
 
 
+@task()
 def check_precision_over_batches(precision_over_batches) -> Verdict:
     """Task 5: the precision of class 1 over all `(y_true, y_pred)` batches, as a number."""
     g = seeded(75)
@@ -348,6 +354,7 @@ def _length(answer) -> int | None:
     return len(answer) if isinstance(answer, tuple | list) else None
 
 
+@task()
 def check_accuracy_misleads(accuracy_misleads) -> Verdict:
     """Task 6 (conceptual): accuracy and recall of two screening models on 1000 samples with
     10 positives, as (accuracy_A, recall_A, accuracy_B, recall_B)."""
@@ -388,6 +395,7 @@ _NOT_A_LETTER = object()
 """What the deployment checker compares in place of an answer that is not a string."""
 
 
+@task()
 def check_which_to_deploy(which_to_deploy) -> Verdict:
     """Task 6, second part (conceptual): "A" or "B", the screening model to deploy; "b",
     "model B" and the like count too."""

@@ -30,6 +30,7 @@ from helpers.exercises import (
     values_differ,
     wrong,
 )
+from helpers.exercises.grading import task
 
 # --------------------------------------------------------------------------------------------
 # Checking a stateful step over several steps
@@ -295,6 +296,7 @@ def _mse_gradient(X, y, w):
     return 2 / len(y) * X.T @ (X @ w - y)
 
 
+@task()
 def check_minibatch_gradient(minibatch_gradient) -> Verdict:
     """Task 1: `minibatch_gradient(X, y, w, indices)`, the gradient of the mean squared error of
     the linear model X @ w on the rows `indices`."""
@@ -325,6 +327,7 @@ def check_minibatch_gradient(minibatch_gradient) -> Verdict:
     ])
 
 
+@task()
 def check_minibatch_variance(minibatch_variance) -> Verdict:
     """Task 2 (conceptual): E|g_B - g|^2 for N = 100, b = 10 distinct examples, sigma^2 = 4."""
     sigma2, n, b = 4.0, 100, 10
@@ -347,6 +350,7 @@ def check_minibatch_variance(minibatch_variance) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
+@task()
 def check_noise_floor(noise_floor) -> Verdict:
     """Task 3: `noise_floor(lr, curvature, noise)`, the limit of E[f] for SGD on
     f = curvature/2 * theta^2 with gradient noise of standard deviation `noise`."""
@@ -487,6 +491,7 @@ _MOMENTUM_MISTAKES = [
 ]
 
 
+@task()
 def check_momentum_step(momentum_step) -> Verdict:
     """Task 4: `momentum_step(param, grad, momentum_buffer, lr, momentum, dampening=0.0)` in
     torch's form; returns (param, momentum_buffer), the buffer None before the first step."""
@@ -518,6 +523,7 @@ def _nesterov_without_decay(param, grad, momentum_buffer, lr, momentum, dampenin
     return new_param, buffer
 
 
+@task()
 def check_sgd_step(sgd_step) -> Verdict:
     """Task 5: `sgd_step(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
     weight_decay=0.0, nesterov=False)`, torch.optim.SGD's step with momentum > 0."""
@@ -546,6 +552,7 @@ def check_sgd_step(sgd_step) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
+@task()
 def check_momentum_limits(momentum_limits) -> Verdict:
     """Task 6 (conceptual): the stable learning-rate limits (heavy ball, Nesterov) with
     momentum 0.9 on f = 1/2 (x^2 + 10 y^2)."""

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises.grading import task
 
 
 def _pairs() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -21,6 +22,7 @@ def _pairs() -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
+@task()
 def check_mse(mse) -> Verdict:
     """Task 1: `mse(input, target)`, the mean of the squared differences."""
     return check_function("mse", mse, F.mse_loss, _pairs(), [
@@ -43,6 +45,7 @@ def check_mse(mse) -> Verdict:
     ])
 
 
+@task()
 def check_mse_grad(mse_grad) -> Verdict:
     """Task 2: `mse_grad(input, target)`, the gradient of the mean loss w.r.t. the input."""
     return check_function("mse_grad", mse_grad,
@@ -62,6 +65,7 @@ def check_mse_grad(mse_grad) -> Verdict:
     ])
 
 
+@task()
 def check_best_constant(best_constant) -> Verdict:
     """Task 3: `best_constant(target)`, the constant prediction with the smallest MSE."""
     g = seeded(3)
@@ -76,6 +80,7 @@ def check_best_constant(best_constant) -> Verdict:
     ])
 
 
+@task()
 def check_fixed_shapes(fixed_loss) -> Verdict:
     """Task 4: `fixed_loss(prediction, target)` for predictions (N, 1) and targets (N,)."""
     g = seeded(4)
@@ -94,6 +99,7 @@ def check_fixed_shapes(fixed_loss) -> Verdict:
     ])
 
 
+@task()
 def check_gaussian_nll(gaussian_nll) -> Verdict:
     """Task 5: `gaussian_nll(input, target, var)`, the summed negative log-likelihood of
     Gaussian noise with variance `var`, constant included."""
@@ -131,6 +137,7 @@ def check_gaussian_nll(gaussian_nll) -> Verdict:
     ])
 
 
+@task()
 def check_sum_over_mean(sum_over_mean) -> Verdict:
     """Task 6 (conceptual): for predictions of shape (32, 1), how many times larger is the
     gradient of reduction='sum' than that of reduction='mean'?"""

@@ -28,6 +28,7 @@ from helpers.exercises import (
     lists_as_tuples,
     seeded,
 )
+from helpers.exercises.grading import task
 from helpers.exercises.momentum import StepCase, check_steps, random_gradients
 
 # --------------------------------------------------------------------------------------------
@@ -76,6 +77,7 @@ def sgd_cases() -> list[StepCase]:
     ]
 
 
+@task()
 def check_sgd_weight_decay_step(sgd_weight_decay_step) -> Verdict:
     """Task 1: `sgd_weight_decay_step(param, grad, momentum_buffer, lr, momentum, weight_decay)`
     -> (param, momentum_buffer), one step of torch.optim.SGD(lr, momentum, weight_decay) where
@@ -150,6 +152,7 @@ def adamw_cases() -> list[tuple]:
     ]
 
 
+@task()
 def check_adamw_first_step(adamw_first_step) -> Verdict:
     """Task 2: `adamw_first_step(param, grad, lr, weight_decay=1e-2, eps=1e-8)`, the parameter
     after the first step of torch.optim.AdamW (default betas)."""
@@ -192,6 +195,7 @@ def threshold_cases() -> list[tuple]:
     ]
 
 
+@task()
 def check_soft_threshold(soft_threshold) -> Verdict:
     """Task 3: `soft_threshold(x, threshold)`, S_t(x) = sign(x) max(|x| - t, 0) element-wise."""
     return check_function("soft_threshold", soft_threshold, regularization.soft_threshold,
@@ -235,6 +239,7 @@ def proximal_cases() -> list[tuple]:
     ]
 
 
+@task()
 def check_proximal_l1_step(proximal_l1_step) -> Verdict:
     """Task 4: `proximal_l1_step(param, grad, lr, l1)`, the parameter after one proximal
     gradient step on loss + l1 ||param||_1: S_(lr l1)(param - lr grad)."""
@@ -315,6 +320,7 @@ def dropout_cases() -> list[_DropoutCase]:
             _DropoutCase((2, 9), torch.float32, 0.2, True, 98)]
 
 
+@task()
 def check_inverted_dropout(inverted_dropout) -> Verdict:
     """Task 5: `inverted_dropout(x, p, training=True)`, equal to torch.nn.functional.dropout
     under the same seed: the mask `torch.empty_like(x).bernoulli_(1 - p)`, the kept values
@@ -451,6 +457,7 @@ def _groups(exempt: Callable, no_decay_value: float | None = 0.0) -> Callable:
     return weight_decay_groups
 
 
+@task()
 def check_weight_decay_groups(weight_decay_groups) -> Verdict:
     """Task 6: `weight_decay_groups(model, weight_decay)`, parameter groups for an optimizer in
     which biases and the parameters of normalization layers get weight_decay 0 and every other
@@ -509,6 +516,7 @@ CURVES = [
 """Task 7's curves: (train_losses, val_losses), one value per epoch."""
 
 
+@task()
 def check_best_epoch_and_gap(best_epoch_and_gap) -> Verdict:
     """Task 7: `best_epoch_and_gap(train_losses, val_losses)`, the epoch (counted from 1, the
     first if tied) with the lowest validation loss, and the generalization gap there,
@@ -548,6 +556,7 @@ DECAY_RUNS = {0.0: (0.021, 0.412, 0.398), 1e-4: (0.034, 0.301, 0.322),
 """Task 8: weight_decay -> (training loss, validation loss, test loss)."""
 
 
+@task()
 def check_chosen_weight_decay(chosen_weight_decay) -> Verdict:
     """Task 8 (conceptual): the weight decay to choose among `DECAY_RUNS`."""
     def lowest(column: int, of: Callable = lambda losses: losses) -> float:

@@ -2,7 +2,9 @@
 
 The solution notebooks in exercises/solutions/ are the single source of truth. In every code cell,
 the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become ``raise NotImplementedError``
-(nbgrader's convention) at the same indentation; outputs and execution counts are cleared.
+(nbgrader's convention) at the same indentation, and the hidden tests of graded assignments
+(``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS``) are removed; outputs and execution counts
+are cleared. (`make release` builds the graded version: helpers/exercises/release.py.)
 
     python -m helpers.exercises.student          # rewrite every student notebook
     python -m helpers.exercises.student --check  # exit 1 if any is out of date
@@ -19,29 +21,38 @@ from pathlib import Path
 import nbformat
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "exercises" / "solutions"
 
 
 def strip_solutions(source: str) -> str:
-    """Replace each solution block by a placeholder that raises `NotImplementedError`."""
-    lines, inside, out = source.splitlines(), False, []
+    """Replace each solution block by a placeholder that raises `NotImplementedError`, and drop
+    each hidden-test block."""
+    lines, inside, out = source.splitlines(), None, []
+    ends = {BEGIN: END, BEGIN_HIDDEN: END_HIDDEN}
     for number, line in enumerate(lines, 1):
-        if line.strip() == BEGIN:
+        marker = line.strip()
+        if marker in ends:
             if inside:
-                raise ValueError(f"line {number}: {BEGIN} inside another solution block")
-            inside = True
-            indent = re.match(r"\s*", line).group(0)
-            out += [f"{indent}# your code here", f"{indent}raise NotImplementedError"]
-        elif line.strip() == END:
-            if not inside:
-                raise ValueError(f"line {number}: {END} without {BEGIN}")
-            inside = False
-        elif not inside:
+                raise ValueError(f"line {number}: {marker} inside a block opened by {inside}")
+            inside = marker
+            if marker == BEGIN:
+                indent = re.match(r"\s*", line).group(0)
+                out += [f"{indent}# your code here", f"{indent}raise NotImplementedError"]
+        elif marker in ends.values():
+            if inside is None or marker != ends[inside]:
+                raise ValueError(f"line {number}: {marker} without {_opener(marker)}")
+            inside = None
+        elif inside is None:
             out.append(line)
     if inside:
-        raise ValueError(f"{BEGIN} is never closed by {END}")
-    return "\n".join(out)
+        raise ValueError(f"{inside} is never closed by {ends[inside]}")
+    return "\n".join(out).rstrip()
+
+
+def _opener(end: str) -> str:
+    return BEGIN if end == END else BEGIN_HIDDEN
 
 
 _RELATIVE_LINK = re.compile(r"\]\((?![a-z]+:|#|/)([^)\s]+)\)")
