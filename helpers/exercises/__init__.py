@@ -52,6 +52,18 @@ class Verdict:
         colour = {PASSED: "#1a7f37", NOT_IMPLEMENTED: "#9a6700", WRONG: "#cf222e"}[self.status]
         return f"<p style='color:{colour};font-family:monospace'>{html.escape(str(self))}</p>"
 
+    def _ipython_display_(self) -> None:
+        """Shown as display data, not as the cell's result: nbgrader reads a test cell's result
+        as partial credit, and a verdict is not a number of points."""
+        show_as_display_data(self)
+
+
+def show_as_display_data(shown) -> None:
+    """Display `shown`'s text and HTML as display data (see `Verdict._ipython_display_`)."""
+    from IPython.display import display
+
+    display({"text/plain": str(shown), "text/html": shown._repr_html_()}, raw=True)
+
 
 @dataclass(frozen=True)
 class Diagnosis:

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import helpers.exercises as exercises
-from helpers.exercises import NOT_IMPLEMENTED, PASSED, Verdict, wrong
+from helpers.exercises import NOT_IMPLEMENTED, PASSED, Verdict, show_as_display_data, wrong
 
 COURSE_PACKAGE = "helpers"
 
@@ -57,7 +57,9 @@ def _c_name(function) -> str:
     torch.Tensor.log_softmax, torch._C._nn.cross_entropy_loss."""
     module = getattr(function, "__module__", None)
     qualname = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
-    qualname = qualname.removeprefix("_VariableFunctionsClass.").removeprefix("TensorBase.")
+    qualname = qualname.removeprefix("_VariableFunctionsClass.")
+    if qualname.startswith("TensorBase."):  # torch.Tensor's methods are TensorBase's in C
+        qualname = "Tensor." + qualname.removeprefix("TensorBase.")
     if module is None and qualname.startswith("Tensor."):
         module = "torch"
     return f"{module}.{qualname}" if module else qualname
@@ -151,7 +153,7 @@ def task(points: int = 1, forbid: Sequence[str] = ()) -> Callable:
     The checker is called with the learner's function watched (`guarded`); a forbidden call
     becomes its verdict, and the verdict is kept for `score_summary`.
     """
-    if not isinstance(points, int) or points < 1:
+    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
         raise ValueError(f"expected a positive whole number of points, but got {points!r}")
     forbid = (forbid,) if isinstance(forbid, str) else tuple(forbid)
 
@@ -217,6 +219,9 @@ class ScoreSummary:
 
     def __repr__(self) -> str:
         return str(self)
+
+    def _ipython_display_(self) -> None:
+        show_as_display_data(self)
 
     def _repr_html_(self) -> str:
         head = html.escape(str(self).splitlines()[0])

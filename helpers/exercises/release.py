@@ -22,8 +22,9 @@ import argparse
 import importlib
 import os
 import re
-import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -115,28 +116,43 @@ def write_source(course: Path, solutions: list[Path]) -> list[str]:
     return names
 
 
-def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run an nbgrader command on the course directory (in this environment); raise with its
-    output when it fails."""
-    command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"]
-    # nbgrader runs `alembic` (its database migrations) by name: this environment's comes first
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    done = subprocess.run(command, cwd=course, capture_output=True, text=True,
-                          env={**os.environ, "PATH": path})
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}"
-                           f"{done.stderr}")
-    return done
+@contextmanager
+def _alembic_on_path() -> Iterator[None]:
+    """nbgrader runs `alembic` (its database migrations) by name: find this environment's."""
+    previous = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), previous])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = previous
+
+
+def run_nbgrader(course: Path, command: str, *args, **options) -> dict:
+    """Call an nbgrader command (a method of `nbgrader.apps.NbGraderAPI`: generate_assignment,
+    autograde, generate_feedback, ...) on the course directory; raise with nbgrader's log when it
+    fails."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    config = Config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.course_id = COURSE_ID
+    config.Execute.timeout = 300
+    with _alembic_on_path():
+        result = getattr(NbGraderAPI(config=config), command)(*args, **options)
+    if not result["success"]:
+        raise RuntimeError(f"nbgrader {command} {' '.join(map(str, args))} failed:\n"
+                           f"{result.get('error', '')}{result.get('log', '')}")
+    return result
 
 
 def release(course: Path = DEFAULT_COURSE, solutions: list[Path] | None = None) -> list[Path]:
     """Write the course directory and generate every assignment's student release; returns the
     release folders."""
     solutions = sorted(SOLUTIONS.glob("*.ipynb")) if solutions is None else solutions
-    names = write_source(course, solutions)
-    for name in names:
-        nbgrader(course, "generate_assignment", name, "--force", "--create")
-    return [course / "release" / name for name in names]
+    for name in write_source(course, solutions):
+        run_nbgrader(course, "generate_assignment", name, force=True, create=True)
+    return [course / "release" / assignment_name(s) for s in solutions]
 
 
 def main(argv: list[str] | None = None) -> int:
