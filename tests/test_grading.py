@@ -48,12 +48,19 @@ def test_a_prefix_forbids_its_module_and_what_is_inside_only():
     assert forbidden_call("c_call", None, "torch.log_softmax_x", ("torch.log_softmax",)) is None
 
 
-def test_the_course_package_forbids_its_functions_not_its_methods_or_closures():
+def test_the_course_package_forbids_what_would_do_the_task():
     assert forbidden_call("call", "helpers.losses", "cross_entropy", ()) == (
         "helpers.losses.cross_entropy")
+    assert forbidden_call("call", "helpers.optim", "SGD.step", ())
     assert forbidden_call("call", "helpers.exercises.momentum", "_sgd_reference", ())
-    assert forbidden_call("call", "helpers.data", "Blobs.__getitem__", ()) is None
+    assert forbidden_call("call", "helpers.helpersx", "f", ())
+
+
+def test_the_course_package_allows_constructors_handed_over_objects_and_closures():
+    assert forbidden_call("call", "helpers.optim", "SGD.__init__", ()) is None
+    assert forbidden_call("call", "helpers.exercises.evaluation", "_Classifier.forward", ()) is None
     assert forbidden_call("call", "helpers.exercises", "check.<locals>.f", ()) is None
+    assert forbidden_call("call", "helpers.training", "fit.<locals>.step", ()) is None
     assert forbidden_call("call", "helpersx", "f", ()) is None
 
 

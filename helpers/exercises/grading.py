@@ -9,9 +9,9 @@ which gives it three things.
 
 * **Forbidden calls.** While the learner's function runs, every call it makes (directly or through
   other code) is watched. A call into what the task forbids (a dotted prefix: ``"torch.optim"``,
-  ``"torch.nn.functional.cross_entropy"``), or into a function of the course's own package
-  (``helpers``, whose references would solve any task), ends the check with a verdict that names
-  the call. Methods of the objects a checker hands over (a model, a data set) stay allowed.
+  ``"torch.nn.functional.cross_entropy"``), or into the course's own package (``helpers``, whose
+  functions and references would solve any task), ends the check with a verdict that names the
+  call. Methods of the objects a checker hands over (a model, a data set) stay allowed.
 * **A score.** The latest verdict of each task is kept, and `score_summary()` (the last cell of
   every exercise notebook) shows the tasks of the chapter with their points.
 * **Hidden tests.** A graded assignment's test cell ends with a block that the learner's copy
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import helpers.exercises as exercises
 from helpers.exercises import NOT_IMPLEMENTED, PASSED, Verdict, show_as_display_data, wrong
 
-COURSE_PACKAGE = "helpers"
+COURSE_PACKAGE, CHECKERS_PACKAGE = "helpers", "helpers.exercises"
 
 
 class Forbidden(Exception):
@@ -74,13 +74,28 @@ def forbidden_call(event: str, module: str | None, qualname: str,
     """The dotted name of the call when it is forbidden, else None.
 
     `event` is "call" (Python code of `module`, with `qualname`) or "c_call" (a built-in whose
-    dotted name is `qualname`). A Python function defined at the top of a module of the course's
-    package counts as forbidden everywhere; its methods and nested functions do not.
+    dotted name is `qualname`). Code of the course's package that would do the task counts as
+    forbidden everywhere (`_solves`).
     """
     name = qualname if event == "c_call" else f"{module}.{qualname}"
-    if event == "call" and module and _matches(module, COURSE_PACKAGE) and "." not in qualname:
+    if event == "call" and module and _matches(module, COURSE_PACKAGE) and _solves(module,
+                                                                                    qualname):
         return name
     return name if any(_matches(name, prefix) for prefix in forbid) else None
+
+
+def _solves(module: str, qualname: str) -> bool:
+    """Whether calling this code of the course's package would do a task for the learner: a
+    function of the checkers' modules (their references), or any function or method of the
+    rest of the package (`helpers.optim.SGD.step`). Methods of the checkers' own classes (the
+    model, the data a checker hands over), special methods (constructing an object) and nested
+    functions are allowed."""
+    if "<locals>" in qualname:
+        return False
+    if _matches(module, CHECKERS_PACKAGE):
+        return "." not in qualname
+    last = qualname.rsplit(".", 1)[-1]
+    return not (last.startswith("__") and last.endswith("__"))
 
 
 def guarded(learner, forbid: Sequence[str] = ()):
