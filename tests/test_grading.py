@@ -272,6 +272,12 @@ def test_a_sealed_answer_still_gets_its_hints(got, told):
     assert verdict.status == E.WRONG and told in verdict.message, verdict
 
 
+@pytest.mark.parametrize("k", [11 / 8, 3, 1 / 7, 10])
+def test_a_sealed_answer_s_hint_never_names_a_factor_that_would_give_it_away(k):
+    verdict = check_answer("variance", lambda: k * ANSWER, SEALED)
+    assert verdict.status == E.WRONG and "×" not in verdict.message, verdict
+
+
 def test_a_sealed_tuple_and_a_sealed_word():
     pair = seal("limits", (0.38, 0.38 / 2.8))
     assert check_answer("limits", lambda: [0.38, 0.38 / 2.8], pair).passed

@@ -567,16 +567,17 @@ def _scaled(got, k: float):
     return None if number is None else number / k
 
 
+# the factors a sealed answer's hint may name: the usual slips (a doubled or halved term, a
+# flipped sign, a logarithm in another base). Any other k would give the answer away, since every
+# wrong number is some multiple of the right one.
+_SEALED_FACTORS = ((2.0, "2", ""), (0.5, "1/2", ""), (-1.0, "-1", "the sign is flipped"),
+                   *((k, f"{written} ≈ {k:.4g}", meaning) for k, written, meaning in _LOG_FACTORS))
+
+
 def _sealed_factor(sealed: Sealed, task: str, got) -> str:
-    """"yours is exactly k × the expected value" for a nice k (a fraction of small integers, or
-    a change of logarithm base) that opens the seal, else ""."""
-    candidates = range(1, _LARGEST_SMALL_FACTOR + 1)
-    factors = [(sign * p / q, f"{'-' if sign < 0 else ''}{Fraction(p, q)}",
-                "the sign is flipped" if (sign, p, q) == (-1, 1, 1) else "")
-               for sign in (1, -1) for q in candidates for p in candidates
-               if math.gcd(p, q) == 1 and (p, q, sign) != (1, 1, 1)]
-    factors += [(k, f"{written} ≈ {k:.4g}", meaning) for k, written, meaning in _LOG_FACTORS]
-    for k, written, meaning in factors:
+    """"yours is exactly k × the expected value" for a k of `_SEALED_FACTORS` that opens the
+    seal, else ""."""
+    for k, written, meaning in _SEALED_FACTORS:
         scaled = _scaled(got, k)
         if scaled is not None and _opens(sealed, task, scaled):
             return f"yours is exactly {written} × the expected value" + (
