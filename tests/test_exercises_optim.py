@@ -1,19 +1,58 @@
-"""Exercise checkers of chapters 03-05: typical mistakes get their hint, nothing crashes, and the
-references the checkers compare with are torch's own behaviour."""
+"""Exercise checkers of chapters 03-05: typical mistakes get their hint, nothing crashes, the
+references the checkers compare with are torch's own behaviour, the built-ins a task forbids are
+named, hidden tests draw other inputs, and the answers of question tasks are sealed."""
 
+import functools
+import inspect
 import math
+import re
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
 from exercise_harness import exercise_tests
 
 from helpers import exercises as E
+from helpers import optim
 from helpers.exercises import adaptive as ad
 from helpers.exercises import gradient_descent as gd
+from helpers.exercises import grading
 from helpers.exercises import momentum as mo
 from helpers.surfaces import quadratic, stable_learning_rate
+
+S = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
+NOTEBOOKS = {gd: S / "03_gradient_descent.ipynb", mo: S / "04_sgd_and_momentum.ipynb",
+             ad: S / "05_adaptive_optimizers.ipynb"}
+_CHECK_CELL = re.compile(r"^check_\w+\(", re.M)
+
+
+@functools.cache
+def _solution_namespace(module) -> dict:
+    """The solution notebook of `module`'s chapter run in-process, its check cells left out."""
+    namespace = {}
+    for cell in nbformat.read(NOTEBOOKS[module], as_version=4).cells:
+        if cell.cell_type == "code" and not _CHECK_CELL.search(cell.source):
+            exec(cell.source, namespace)  # noqa: S102 - our own notebooks
+    return namespace
+
+
+def solution(check):
+    """The solution notebook's answer to the task of `check`."""
+    module = {m.__name__: m for m in NOTEBOOKS}[check.__module__]
+    return _solution_namespace(module)[check.__name__.removeprefix("check_")]
+
+
+def seed_of(check) -> int:
+    """The hidden seed of `check`'s task in its solution notebook."""
+    source = NOTEBOOKS[{m.__name__: m for m in NOTEBOOKS}[check.__module__]].read_text()
+    return int(re.search(rf"grade\({check.__name__}, \w+, seed=(\d+)\)", source).group(1))
+
+
+CHECKERS = [getattr(m, t.checker) for m in NOTEBOOKS for t in grading.TASKS[m.__name__]]
+QUESTIONS = [gd.check_diverging_lrs, mo.check_minibatch_variance, mo.check_momentum_limits,
+             ad.check_first_step, ad.check_unused_weight]
 
 
 def eigenvalues(A):
@@ -178,6 +217,13 @@ def torch_unused_weight(optimizer_class):
     return w.item()
 
 
+# wrong answers of the question tasks made from the solution notebooks' answers
+ADAM_L2_UNUSED_WEIGHT = torch_unused_weight(torch.optim.Adam)  # outside a learner: no forbid
+LIMITS = solution(mo.check_momentum_limits)()
+VARIANCE = solution(mo.check_minibatch_variance)()
+FIRST_STEP = solution(ad.check_first_step)()
+
+
 def kwargs(fn, **fixed):
     return lambda *args, **options: fn(*args, **options, **fixed)
 
@@ -201,13 +247,13 @@ MISTAKES = {
         (lambda A: 2 / torch.linalg.eigvals(A)[0], "use torch.linalg.eigvalsh"),
     ],
     gd.check_diverging_lrs: [
-        (lambda: [0.5, 1.5, 2.5], "not 5 and 5"),
+        (lambda: [0.5, 1.5, 2.5], "eigenvalues only of a diagonal matrix"),
         (lambda: {2.5}, "not 2 / lambda_min"),
         (lambda: (0.2, 0.21, 0.25, 0.5, 1.5, 2.5), "still converge"),
-        (lambda: torch.tensor([0.21, 0.25, 0.5, 1.5, 2.5]), "0.21 still converges"),
+        (lambda: torch.tensor([0.21, 0.25, 0.5, 1.5, 2.5]), "up to 2 / lambda_max"),
         (lambda: [], "some of them do diverge"),
         (lambda: [0.25, 0.5], "not the expected answer"),
-        (lambda: np.array([2.5, 1.5, 0.5, 0.25, 0.21]), "0.21 still converges"),  # any order
+        (lambda: np.array([2.5, 1.5, 0.5, 0.25, 0.21]), "up to 2 / lambda_max"),  # any order
     ],
     gd.check_convergence_rate: [
         (lambda A, lr: (1 - lr * eigenvalues(A)).max().item(), "take the absolute value"),
@@ -245,8 +291,8 @@ MISTAKES = {
     mo.check_minibatch_variance: [
         (lambda: 0.4, "WITH replacement"),
         (lambda: 0.36, "N - 1 below"),
-        (lambda: 4 / 100 * 90 / 99, "not by b^2"),
-        (lambda: 4 * 90 / 99, "divides the variance by b"),
+        (lambda: VARIANCE / 10, "not by b^2"),
+        (lambda: torch.tensor(VARIANCE * 10), "divides the variance by b"),
         (lambda: 4 / 10**0.5, "VARIANCE falls like 1/b"),
     ],
     mo.check_noise_floor: [
@@ -291,10 +337,11 @@ MISTAKES = {
     ],
     mo.check_momentum_limits: [
         (lambda: (0.2, 0.2), "momentum moves the limit"),
-        (lambda: (2 * 1.9 / 28, 0.38), "the other way round"),
-        (lambda: [0.38, 0.38], "Nesterov's limit is narrower"),
+        (lambda: LIMITS[::-1], "the other way round"),
+        (lambda: [LIMITS[0], LIMITS[0]], "Nesterov's limit is narrower"),
         (lambda: (2.0, 2.0), "effective step size"),
-        (lambda: (3.8, 3.8 / 2.8), "divide by lambda_max"),
+        (lambda: torch.tensor(LIMITS) * 10, "divide by lambda_max"),
+        (lambda: (LIMITS[0], LIMITS[1] * 1.01), "not the expected answer"),
     ],
     ad.check_adagrad_step: [
         (kwargs(adagrad, fresh=True), "Adagrad ACCUMULATES"),
@@ -323,8 +370,10 @@ MISTAKES = {
     ad.check_first_step: [
         (lambda: (1.0, 0.1), "the denominator is biased too"),
         (lambda: (1.0, 100.0), "under a square root"),
-        (lambda: (0.1 / 0.001**0.5, 1.0), "the other way round"),
-        (lambda: 1.0, "not the expected answer"),
+        (lambda: FIRST_STEP[::-1], "the other way round"),
+        (lambda: [FIRST_STEP[0], 1 / FIRST_STEP[1]], "upside down"),
+        (lambda: 1.0, "expected a tuple of 2 values"),
+        (lambda: (1.0, 3.16), "not the expected answer"),
     ],
     ad.check_adam_step: [
         (kwargs(adam, correct=(False, False)), "no bias correction"),
@@ -360,14 +409,19 @@ MISTAKES = {
         (lambda: 1.0, "even when the loss gives it no gradient"),
         (lambda: 0.99, "the decay compounds"),
         (lambda: 0.9**10, "with the learning rate"),
-        (lambda: torch_unused_weight(torch.optim.Adam), "that is Adam(weight_decay=0.1)"),
+        (lambda: ADAM_L2_UNUSED_WEIGHT, "that is Adam(weight_decay=0.1)"),
     ],
 }
-S = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
-globals().update(exercise_tests(
-    MISTAKES, S / "03_gradient_descent.ipynb",
-    S / "04_sgd_and_momentum.ipynb",
-    S / "05_adaptive_optimizers.ipynb"))
+globals().update(exercise_tests(MISTAKES, *NOTEBOOKS.values()))
+
+
+@pytest.fixture(autouse=True)
+def _diagnoses_may_call_the_checkers_own_code(request, monkeypatch):
+    """The reachability test hands each diagnosis's wrong implementation to its checker as a
+    learner's answer; those are the checkers' own code, which a learner may not call (a call
+    into the course's package is a verdict): there, and only there, that rule is lifted."""
+    if request.node.originalname == "test_every_diagnosis_is_reachable_with_its_own_hint":
+        monkeypatch.setattr(grading, "COURSE_PACKAGE", "no package: the rule is lifted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,16 +626,19 @@ def test_the_momentum_limits_are_helpers_surfaces_limits():
 
 
 def test_the_unused_weight_answer_is_what_adamw_does():
-    assert ad.check_unused_weight(lambda: torch_unused_weight(torch.optim.AdamW)).passed
+    measured = torch_unused_weight(torch.optim.AdamW)
+    assert ad.check_unused_weight(lambda: measured).passed
 
 
 def test_the_first_step_answer_is_what_adam_does():
+    """Corrected: the step torch takes; uncorrected: m_1 / sqrt(v_1) of torch's own state."""
     param = torch.tensor([2.0, -3.0], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([param], lr=0.01, eps=1e-12)
     param.grad = torch.tensor([0.5, 7.0], dtype=torch.float64)
     optimizer.step()
     ratio = ((param.detach() - torch.tensor([2.0, -3.0], dtype=torch.float64)).abs() / 0.01)
-    uncorrected = 0.1 / math.sqrt(0.001)
+    state = optimizer.state[param]
+    uncorrected = (state["exp_avg"].abs() / state["exp_avg_sq"].sqrt())[1].item()
     assert ad.check_first_step(lambda: (ratio[1].item(), uncorrected)).passed
     torch.testing.assert_close(ratio, torch.ones(2, dtype=torch.float64))
 
@@ -618,3 +675,322 @@ def test_a_first_step_diagnosis_is_told_only_when_the_first_step_differs():
     verdict = mo.check_steps("sgd", learner, reference, [case],
                           [mo.FirstStepDiagnosis(wrong_from_step_2, "THE HINT")])
     assert "THE HINT" not in str(verdict) and "after step 2" in str(verdict)
+
+
+# --------------------------------------------------------------------------------------------
+# Forbidden built-ins: "not torch.optim" (chapters 03-05), "or autograd" (chapter 04, and
+# chapter 03's gradient written by hand)
+# --------------------------------------------------------------------------------------------
+
+AUTOGRAD_TASKS = {gd.check_linear_regression_gd, *(getattr(mo, t.checker)
+                                                     for t in grading.TASKS[mo.__name__])}
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda c: c.__name__)
+def test_every_task_forbids_what_its_notebook_forbids(check):
+    assert set(gd.BUILT_IN_OPTIMIZERS) <= set(check.forbid)
+    assert (set(gd.AUTOGRAD) <= set(check.forbid)) == (check in AUTOGRAD_TASKS)
+    assert check(solution(check)).passed
+
+
+def touching(solution_, forbidden):
+    """The solution, which also calls `forbidden()` (a forbidden built-in) on the way."""
+    def answer(*args, **kwargs):
+        forbidden()
+        return solution_(*args, **kwargs)
+    return answer
+
+
+def make_torch_sgd():
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+def autograd_grad():
+    w = torch.ones(2, requires_grad=True)
+    torch.autograd.grad((w * w).sum(), w)
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda c: c.__name__)
+def test_an_answer_that_calls_torch_optim_is_told_so(check):
+    verdict = check(touching(solution(check), make_torch_sgd))
+    assert verdict.status == E.WRONG, verdict
+    assert verdict.message == ("your function calls torch.optim.sgd.SGD.__init__: this task asks "
+                               "you to write it without torch.optim"), verdict.message
+
+
+@pytest.mark.parametrize("check", sorted(AUTOGRAD_TASKS, key=CHECKERS.index),
+                         ids=lambda c: c.__name__)
+def test_an_answer_that_calls_autograd_is_told_so_where_the_task_forbids_it(check):
+    verdict = check(touching(solution(check), autograd_grad))
+    assert verdict.status == E.WRONG and "calls torch.autograd.grad" in verdict.message, verdict
+
+
+def sgd_by_torch(param, grad, momentum_buffer, lr, momentum, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+    """torch.optim.SGD's step on a copy: the answer that chapter 04 forbids."""
+    param = param.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([param], lr=lr, momentum=momentum, dampening=dampening,
+                                weight_decay=weight_decay, nesterov=nesterov)
+    if momentum_buffer is not None:
+        optimizer.state[param]["momentum_buffer"] = momentum_buffer.clone()
+    param.grad = grad.clone()
+    optimizer.step()
+    return param.detach(), optimizer.state[param]["momentum_buffer"]
+
+
+def sgd_by_torch_functional(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
+                            weight_decay=0.0, nesterov=False):
+    param, buffers = param.clone(), [None if momentum_buffer is None else momentum_buffer.clone()]
+    torch.optim._functional.sgd([param], [grad], buffers, weight_decay=weight_decay,
+                                momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov,
+                                maximize=False)
+    return param, buffers[0]
+
+
+def sgd_by_fused_kernel(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
+                        weight_decay=0.0, nesterov=False):
+    param = param.clone()
+    buffer = torch.zeros_like(param) if momentum_buffer is None else momentum_buffer.clone()
+    torch._fused_sgd_([param], [grad], [buffer], weight_decay=weight_decay, momentum=momentum,
+                      lr=lr, dampening=dampening, nesterov=nesterov, maximize=False,
+                      is_first_step=momentum_buffer is None)
+    return param, buffer
+
+
+def torch_optimizer_step(optimizer_class, state_of, state_from, **fixed):
+    """A chapter 05 step that runs `optimizer_class` (the answer chapter 05 forbids)."""
+    def step(param, grad, state, lr, **options):
+        param = param.clone().requires_grad_(True)
+        optimizer = optimizer_class([param], lr=lr, **options, **fixed)
+        optimizer.state[param].update(state_of(state))
+        param.grad = grad.clone()
+        optimizer.step()
+        return param.detach(), state_from(optimizer.state[param])
+    return step
+
+
+def adam_state(state):
+    return {"step": torch.tensor(float(state["step"])), "exp_avg": state["exp_avg"].clone(),
+            "exp_avg_sq": state["exp_avg_sq"].clone()}
+
+
+def adam_state_back(state):
+    return {"step": int(state["step"].item()), "exp_avg": state["exp_avg"],
+            "exp_avg_sq": state["exp_avg_sq"]}
+
+
+def gd_step_by_torch(A, b, theta, lr):
+    theta = theta.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([theta], lr=lr)
+    theta.grad = A @ theta.detach() - b
+    optimizer.step()
+    return theta.detach()
+
+
+def regression_by_backward(X, y, lr, steps):
+    Xt = with_ones(X)
+    w = torch.zeros(Xt.shape[1], dtype=X.dtype, requires_grad=True)
+    for _ in range(steps):
+        ((Xt @ w - y) ** 2).mean().backward()
+        with torch.no_grad():
+            w -= lr * w.grad
+        w.grad = None
+    return w.detach()
+
+
+def minibatch_by(transform):
+    def gradient(X, y, w, indices):
+        return transform(lambda w: ((X[indices] @ w - y[indices]) ** 2).mean(), w)
+    return gradient
+
+
+def by_backward(loss, w):
+    w = w.clone().requires_grad_(True)
+    loss(w).backward()
+    return w.grad
+
+
+def unused_weight_by_torch():
+    return torch_unused_weight(torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("check, answer, named", [
+    (gd.check_gd_step, gd_step_by_torch, "torch.optim.sgd.SGD.__init__"),
+    (gd.check_linear_regression_gd, regression_by_backward, "torch._tensor.Tensor.backward"),
+    (mo.check_minibatch_gradient, minibatch_by(by_backward), "torch._tensor.Tensor.backward"),
+    (mo.check_minibatch_gradient, minibatch_by(lambda loss, w: (lambda w: torch.autograd.grad(
+        loss(w), w)[0])(w.clone().requires_grad_(True))), "torch.autograd.grad"),
+    (mo.check_minibatch_gradient, minibatch_by(lambda loss, w: torch.func.grad(loss)(w)),
+     "torch._functorch.apis.grad"),
+    (mo.check_minibatch_gradient, minibatch_by(lambda loss, w: torch.func.jacrev(loss)(w)),
+     "torch._functorch.eager_transforms.jacrev"),
+    (mo.check_minibatch_gradient, minibatch_by(
+        lambda loss, w: torch.autograd.functional.jacobian(loss, w)),
+     "torch.autograd.functional.jacobian"),
+    (mo.check_momentum_step, sgd_by_torch, "torch.optim.sgd.SGD.__init__"),
+    (mo.check_sgd_step, sgd_by_torch, "torch.optim.sgd.SGD.__init__"),
+    (mo.check_sgd_step, sgd_by_torch_functional, "torch.optim.sgd.sgd"),
+    (mo.check_sgd_step, sgd_by_fused_kernel, "torch._fused_sgd_"),
+    (ad.check_adagrad_step, torch_optimizer_step(
+        torch.optim.Adagrad, lambda s: {"sum": s.clone(), "step": torch.tensor(0.0)},
+        lambda s: s["sum"]), "torch.optim.adagrad.Adagrad.__init__"),
+    (ad.check_rmsprop_step, torch_optimizer_step(
+        torch.optim.RMSprop, lambda s: {"square_avg": s.clone(), "step": torch.tensor(0.0)},
+        lambda s: s["square_avg"]), "torch.optim.rmsprop.RMSprop.__init__"),
+    (ad.check_adam_step, torch_optimizer_step(torch.optim.Adam, adam_state, adam_state_back),
+     "torch.optim.adam.Adam.__init__"),
+    (ad.check_adamw_step, torch_optimizer_step(torch.optim.AdamW, adam_state, adam_state_back),
+     "torch.optim.adamw.AdamW.__init__"),
+    (ad.check_unused_weight, unused_weight_by_torch, "torch.optim.adamw.AdamW.__init__"),
+], ids=lambda value: getattr(value, "__name__", None) if callable(value) else None)
+def test_an_answer_by_the_built_in_is_told_what_it_calls(check, answer, named):
+    verdict = check(answer)
+    assert verdict.status == E.WRONG, verdict
+    assert verdict.message.startswith(f"your function calls {named}: this task asks you to "
+                                      "write it without "), verdict.message
+
+
+def test_the_built_in_answers_are_right_apart_from_the_call():
+    """The answers above are rejected for their call alone: unwatched, they are right."""
+    watched_off = pytest.MonkeyPatch.context()
+    with watched_off as patch:
+        patch.setattr(grading, "guarded", lambda learner, forbid=(): learner)
+        assert gd.check_gd_step(gd_step_by_torch).passed
+        assert gd.check_linear_regression_gd(regression_by_backward).passed
+        assert mo.check_minibatch_gradient(minibatch_by(by_backward)).passed
+        assert mo.check_minibatch_gradient(minibatch_by(lambda loss, w: torch.func.grad(loss)(
+            w))).passed
+        for answer in (sgd_by_torch, sgd_by_torch_functional, sgd_by_fused_kernel):
+            assert mo.check_sgd_step(answer).passed, answer.__name__
+        assert ad.check_adamw_step(torch_optimizer_step(
+            torch.optim.AdamW, adam_state, adam_state_back)).passed
+        assert ad.check_unused_weight(unused_weight_by_torch).passed
+
+
+def gd_step_by_autograd(A, b, theta, lr):
+    theta = theta.clone().requires_grad_(True)
+    (0.5 * theta @ A @ theta - b @ theta).backward()
+    return (theta - lr * theta.grad).detach()
+
+
+def test_what_a_task_does_not_forbid_stays_allowed():
+    """Chapter 03's task 1 says nothing against autograd, and torch.no_grad (which lives in
+    torch.autograd.grad_mode) is no gradient computation."""
+    assert gd.check_gd_step(gd_step_by_autograd).passed
+
+    def sgd_step_without_grad(*args, **kwargs):
+        with torch.no_grad(), torch.enable_grad(), torch.no_grad():
+            return solution(mo.check_sgd_step)(*args, **kwargs)
+
+    assert mo.check_sgd_step(sgd_step_without_grad).passed
+
+
+@pytest.mark.parametrize("answer, named", [
+    (mo._sgd_reference, "helpers.exercises.momentum._sgd_reference"),
+    (lambda param, grad, buffer, lr, momentum, dampening=0.0, weight_decay=0.0, nesterov=False:
+     (lambda p: (p, optim.sgd_step(p, grad, buffer, lr=lr, momentum=momentum,
+                                   dampening=dampening, weight_decay=weight_decay,
+                                   nesterov=nesterov)))(param.clone()),
+     "helpers.optim.sgd_step"),
+], ids=["the checker's reference", "helpers.optim"])
+def test_an_answer_that_calls_the_course_code_is_told_so(answer, named):
+    verdict = mo.check_sgd_step(answer)
+    assert verdict.status == E.WRONG, verdict
+    assert verdict.message == (f"your function calls {named}, the course's own code: this task "
+                               "asks you to write it yourself"), verdict.message
+
+
+# --------------------------------------------------------------------------------------------
+# Hidden tests: other inputs, which the solutions pass and a memorised answer does not
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", CHECKERS, ids=lambda c: c.__name__)
+def test_the_solution_passes_the_hidden_test_under_any_seed(check):
+    answer = solution(check)
+    for seed in (seed_of(check), *range(1, 11)):
+        assert grading.grade(check, answer, seed=seed).passed
+
+
+def _key(value):
+    """A hashable picture of a call's argument: a tensor by its dtype, shape and values."""
+    if isinstance(value, torch.Tensor):
+        return (str(value.dtype), tuple(value.shape), tuple(value.flatten().tolist()))
+    if isinstance(value, dict):
+        return tuple(sorted((k, _key(v)) for k, v in value.items()))
+    if isinstance(value, tuple | list):
+        return tuple(_key(v) for v in value)
+    return repr(value)
+
+
+def memorised(check):
+    """An answer that knows only the visible inputs: the solution's outputs on them, looked up
+    (None on any other input)."""
+    table, answer = {}, solution(check)
+
+    def recording(*args, **kwargs):
+        table[_key((args, kwargs))] = result = answer(*args, **kwargs)
+        return result
+
+    assert check(recording).passed
+    return lambda *args, **kwargs: table.get(_key((args, kwargs)))
+
+
+@pytest.mark.parametrize("check", [c for c in CHECKERS if c not in QUESTIONS],
+                         ids=lambda c: c.__name__)
+def test_a_memorised_answer_passes_the_visible_inputs_only(check):
+    answer = memorised(check)
+    assert check(answer).passed
+    with pytest.raises(AssertionError, match="on the hidden inputs: "):
+        grading.grade(check, answer, seed=seed_of(check))
+
+
+def test_the_drawn_noise_floor_cases_keep_lr_times_curvature_in_the_stable_range():
+    seen = []
+
+    def recording(lr, curvature, noise):
+        seen.append((lr, curvature, noise))
+        return solution(mo.check_noise_floor)(lr, curvature, noise)
+
+    for seed in range(1, 21):
+        grading.grade(mo.check_noise_floor, recording, seed=seed)
+    drawn = {case for case in seen if case not in {(0.1, 1.0, 1.0), (0.15, 10.0, 2.0),
+                                                   (0.01, 3.0, 0.5)}}
+    assert len(drawn) == 2 * 21
+    assert all(0.1 <= lr * lam <= 1.8 and 0.5 <= lam <= 10 and 0.2 <= s <= 3
+               for lr, lam, s in drawn)
+
+
+# --------------------------------------------------------------------------------------------
+# Sealed answers: the question tasks' checkers do not give the answer away
+# --------------------------------------------------------------------------------------------
+
+
+def expected_of(check):
+    """What `check` compares the answer with: the `expected` it hands to check_answer."""
+    seen = []
+    module = inspect.getmodule(check.__wrapped__)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "check_answer", lambda task, learner, expected, *a, **k: (
+            seen.append(expected), E.passed(task))[1])
+        check(lambda: None)
+    return seen[0]
+
+
+@pytest.mark.parametrize("check", QUESTIONS, ids=lambda c: c.__name__)
+def test_a_question_task_compares_with_a_sealed_answer(check):
+    assert isinstance(expected_of(check), E.Sealed)
+    assert check(solution(check)).passed
+
+
+@pytest.mark.parametrize("check", QUESTIONS, ids=lambda c: c.__name__)
+def test_the_answer_is_not_written_in_its_checkers_module(check):
+    answer = solution(check)()
+    numbers = answer if isinstance(answer, tuple | list) else [answer]
+    source = inspect.getsource(inspect.getmodule(check.__wrapped__))
+    # each number as it would be written, where it has 4 or more significant digits
+    written = [f"{x:.6g}" for x in numbers if len(re.sub(r"\D", "", f"{x:.6g}").lstrip("0")) >= 4]
+    assert written or check is gd.check_diverging_lrs
+    assert not [x for x in written if x in source]
+    if check is gd.check_diverging_lrs:
+        assert "2 / 9" not in source and "2/9" not in source

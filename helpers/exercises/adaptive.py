@@ -2,6 +2,8 @@
 
 The step tasks are checked over several steps by `helpers.exercises.momentum.check_steps`, against
 `helpers.optim`'s functional steps (proved equal to `torch.optim`'s in chapter 05).
+
+The exercises ask for tensor operations, "not torch.optim": every task forbids it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import torch
 from torch import Tensor
 
 from helpers import optim
-from helpers.exercises import Diagnosis, Verdict, check_answer, seeded
+from helpers.exercises import Diagnosis, Sealed, Verdict, check_answer, seeded
+from helpers.exercises.gradient_descent import BUILT_IN_OPTIMIZERS
 from helpers.exercises.grading import task
 from helpers.exercises.momentum import (
+    Disguised,
     FirstStepDiagnosis,
     StepCase,
     check_steps,
     random_gradients,
+    recording,
+    swapped,
+    undisguised,
 )
 
 _TINY_TO_LARGE = (1e-6, 1e-2, 1.0, 10.0)
@@ -61,7 +68,7 @@ def adagrad_cases() -> list[StepCase]:
     ]
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_adagrad_step(adagrad_step) -> Verdict:
     """Task 1: `adagrad_step(param, grad, state_sum, lr, eps=1e-10)` -> (param, state_sum)."""
     return check_steps("adagrad_step", adagrad_step, _adagrad_reference, adagrad_cases(), [
@@ -131,7 +138,7 @@ def rmsprop_cases() -> list[StepCase]:
     ]
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_rmsprop_step(rmsprop_step) -> Verdict:
     """Task 2: `rmsprop_step(param, grad, square_avg, lr, alpha=0.99, eps=1e-8)` ->
     (param, square_avg)."""
@@ -160,22 +167,29 @@ def check_rmsprop_step(rmsprop_step) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_first_step(first_step) -> Verdict:
     """Task 3 (conceptual): |first step| / lr of Adam with betas (0.9, 0.999) and negligible
     eps: (with the bias correction, without it)."""
     beta1, beta2 = 0.9, 0.999
-    without = (1 - beta1) / math.sqrt(1 - beta2)
-    return check_answer("first_step", first_step, (1.0, without), [
-        ((1.0, 1 - beta1), "the denominator is biased too: sqrt(v_1) = sqrt(1 - beta2) |g_1|, "
-                           "so the uncorrected step is (1 - beta1)/sqrt(1 - beta2) lr"),
+    diagnoses = [
+        ((1.0, 1 - beta1), "the denominator is biased too: v_1 = (1 - beta2) g_1^2 is as far "
+                           "from g_1^2 as m_1 = (1 - beta1) g_1 is from g_1"),
         ((1.0, (1 - beta1) / (1 - beta2)), "v_1 = (1 - beta2) g_1^2 sits under a square root: "
                                            "its factor becomes sqrt(1 - beta2)"),
-        ((without, 1.0), "the other way round: corrected, the first step is exactly lr "
-                         "(m^_1 = g_1, v^_1 = g_1^2)"),
-        ((1.0, 1 / without), "upside down: m_1 = (1 - beta1) g_1 is divided by "
-                             "sqrt(v_1) = sqrt(1 - beta2) |g_1|"),
-    ])
+    ]
+    answering, answers = recording(first_step)
+    verdict = check_answer("first_step", answering, _FIRST_STEP, diagnoses)
+    return undisguised(verdict, answers, _FIRST_STEP, [
+        Disguised(swapped, "the other way round: corrected, the first step is exactly lr "
+                           "(m^_1 = g_1, v^_1 = g_1^2)"),
+        Disguised(lambda got: (got[0], 1 / got[1]),
+                  "upside down: the step is m_1 divided by sqrt(v_1), not sqrt(v_1) divided "
+                  "by m_1"),
+    ], [hint for _, hint in diagnoses])
+
+
+_FIRST_STEP = Sealed("aa49a87d460c9fbf6d236e8a139df87a446bd705f7419776ae5de895fbf301f4", 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +278,7 @@ def adam_cases() -> list[StepCase]:
     ]
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_adam_step(adam_step) -> Verdict:
     """Task 4: `adam_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8)` ->
     (param, state), state = {"step": int, "exp_avg": tensor, "exp_avg_sq": tensor}."""
@@ -274,8 +288,8 @@ def check_adam_step(adam_step) -> Verdict:
     return check_steps("adam_step", adam_step, _adam_reference, adam_cases(), [
         Diagnosis(adam(correct_m=False, correct_v=False),
                   "no bias correction: m and v start at 0 and are biased towards it; divide "
-                  "them by 1 - beta1^t and 1 - beta2^t (uncorrected, the first step is "
-                  "(1 - beta1)/sqrt(1 - beta2), about 3 times too large)"),
+                  "them by 1 - beta1^t and 1 - beta2^t (uncorrected, the first steps are "
+                  "several times too large)"),
         Diagnosis(adam(correct_v=False),
                   "you corrected m but not v: v^_t = v_t / (1 - beta2^t) too (without it the "
                   "first steps are about 30 times too large)"),
@@ -324,7 +338,7 @@ def adamw_cases() -> list[StepCase]:
     ]
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_adamw_step(adamw_step) -> Verdict:
     """Task 5: `adamw_step(param, grad, state, lr, betas=(0.9, 0.999), eps=1e-8,
     weight_decay=1e-2)` -> (param, state), with AdamW's decoupled weight decay."""
@@ -367,11 +381,11 @@ def _unused_weight(optimizer_class, steps: int = 10, lr: float = 0.01,
     return w.item()
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_unused_weight(unused_weight) -> Verdict:
     """Task 6 (conceptual): a weight w = 1 whose loss gradient is always 0, after 10 steps of
     AdamW(lr=0.01, weight_decay=0.1)."""
-    return check_answer("unused_weight", unused_weight, (1 - 0.01 * 0.1) ** 10, [
+    return check_answer("unused_weight", unused_weight, _UNUSED_WEIGHT, [
         (1.0, "AdamW decays a weight even when the loss gives it no gradient: the shrink "
               "(1 - lr * weight_decay) does not go through m and v"),
         (1 - 10 * 0.01 * 0.1, "the decay compounds: the factor (1 - lr * weight_decay) "
@@ -381,3 +395,6 @@ def check_unused_weight(unused_weight) -> Verdict:
          "that is Adam(weight_decay=0.1): the L2 gradient 0.1 w, normalised by sqrt(v^), moves "
          "the weight by about lr per step; AdamW multiplies it by (1 - lr * weight_decay)"),
     ])
+
+
+_UNUSED_WEIGHT = Sealed("7ddd9865c6ad0a47016a14b54993dca6ec67019c9486258b7d33ce05b15b0f5d")

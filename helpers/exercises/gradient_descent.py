@@ -1,4 +1,9 @@
-"""Checkers for the exercises of chapter 03, gradient descent."""
+"""Checkers for the exercises of chapter 03, gradient descent.
+
+The exercises ask for tensor operations and `torch.linalg`, not `torch.optim`: every task forbids
+`BUILT_IN_OPTIMIZERS`, and task 6, whose gradient is written by hand, `AUTOGRAD` too. Chapters 04
+and 05 forbid them by the same names.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises import Diagnosis, Sealed, Verdict, check_answer, check_function, seeded
 from helpers.exercises.grading import task
+
+BUILT_IN_OPTIMIZERS = ("torch.optim", "torch._fused_sgd_", "torch._fused_adagrad_",
+                       "torch._fused_adam_", "torch._fused_adamw_")
+"""What "not torch.optim" forbids: its optimizers, their functional forms (torch.optim.*), and the
+fused kernels they run (built-ins of torch itself)."""
+
+AUTOGRAD = ("torch._tensor.Tensor.backward", "torch.autograd.backward", "torch.autograd.grad",
+            "torch.autograd.functional", "torch.autograd.forward_ad", "torch._functorch.apis.grad",
+            "torch._functorch.apis.grad_and_value", "torch._functorch.eager_transforms")
+"""What "not autograd" forbids, by the names a call has while it runs: loss.backward(),
+torch.autograd.grad / backward / functional.*, forward-mode dual numbers, and torch.func's
+transforms (grad, grad_and_value, vjp, jvp, jacrev, jacfwd, hessian, which live in
+torch._functorch). torch.no_grad and torch.enable_grad (torch.autograd.grad_mode) stay allowed."""
 
 
 def _rotated(eigenvalues: list[float], angle: float, dtype=torch.float64) -> Tensor:
@@ -23,7 +41,12 @@ def _rotated(eigenvalues: list[float], angle: float, dtype=torch.float64) -> Ten
 
 
 def _matrices() -> list[Tensor]:
-    """Symmetric positive definite: rotated (its diagonal is not its spectrum), diagonal, random."""
+    """Symmetric positive definite: rotated (its diagonal is not its spectrum), diagonal, random.
+
+    The first two are fixed, as the hints of tasks 2 and 4 need them (a diagonal that differs
+    from the spectrum; a diagonal matrix whose middle eigenvalue has the smallest factor at
+    lr 0.45); the third is drawn, so a hidden test sees another one.
+    """
     g = seeded(3)
     factor = torch.randn(4, 4, generator=g, dtype=torch.float64)
     return [_rotated([1.0, 9.0], 0.6), torch.diag(torch.tensor([2.0, 0.5, 3.0])),
@@ -44,7 +67,7 @@ def _quadratic_gradient(A, b, theta):
     return A @ theta - b
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_gd_step(gd_step) -> Verdict:
     """Task 1: `gd_step(A, b, theta, lr)`, one gradient-descent step on
     f(theta) = 1/2 theta^T A theta - b^T theta."""
@@ -86,7 +109,7 @@ _DIAGONAL_IS_NOT_THE_SPECTRUM = ("the diagonal entries are the eigenvalues only 
                                  "matrix: compute the spectrum with torch.linalg.eigvalsh(A)")
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_stable_lr(stable_lr) -> Verdict:
     """Task 2: `stable_lr(A)`, the largest learning rate for which gradient descent converges
     on f = 1/2 theta^T A theta: 2 / lambda_max, as a float."""
@@ -115,7 +138,64 @@ def check_stable_lr(stable_lr) -> Verdict:
     ])
 
 
-@task()
+# --------------------------------------------------------------------------------------------
+# Task 3 (conceptual): which learning rates diverge?
+# --------------------------------------------------------------------------------------------
+
+DIVERGENCE_MATRIX = torch.tensor([[5.0, 4.0], [4.0, 5.0]], dtype=torch.float64)
+CANDIDATE_LRS = (0.05, 0.1, 0.2, 0.21, 0.25, 0.5, 1.5, 2.5)
+"""Task 3 asks which of these learning rates diverge on f = 1/2 theta^T A theta with
+A = DIVERGENCE_MATRIX, from theta_0 = (1, 0)."""
+
+# the diverging ones, increasing; no length: how many diverge is part of the answer
+_DIVERGING = Sealed("3fb4a911e96dbca70952728d7726f981c675cc734524aa965e1bfb38946d4ee7")
+
+
+def _above(limit: float) -> list[float]:
+    return [lr for lr in CANDIDATE_LRS if lr > limit]
+
+
+def _sorted_answer(learner: Callable) -> Callable:
+    """The learner's collection of numbers in increasing order (a set, tuple or tensor too)."""
+    if not callable(learner):
+        return learner
+
+    def answer():
+        got = learner()
+        if isinstance(got, Tensor | np.ndarray) and got.ndim == 1:
+            got = got.tolist()
+        if isinstance(got, set | frozenset | tuple | list):
+            try:
+                return sorted(float(x) for x in got)
+            except (TypeError, ValueError):
+                return got
+        return got
+
+    return answer
+
+
+@task(forbid=BUILT_IN_OPTIMIZERS)
+def check_diverging_lrs(diverging_lrs) -> Verdict:
+    """Task 3 (conceptual): the learning rates among CANDIDATE_LRS for which gradient descent
+    diverges on the quadratic with A = [[5, 4], [4, 5]]."""
+    return check_answer("diverging_lrs", _sorted_answer(diverging_lrs), _DIVERGING, [
+        (_above(2 / 5), _DIAGONAL_IS_NOT_THE_SPECTRUM),
+        (_above(2 / 1),
+         "the steepest direction breaks first: compare with 2 / lambda_max, not 2 / lambda_min"),
+        (_above(1 / 9),
+         "between 1/lambda_max and 2/lambda_max the iterates jump across the valley but still "
+         "converge: the limit is 2 / lambda_max"),
+        (_above(2 / 10), "2 / (lambda_min + lambda_max) = 2 / trace(A) is the BEST learning "
+                         "rate, not the limit: up to 2 / lambda_max gradient descent still "
+                         "converges"),
+        ([], "some of them do diverge: find lambda_max of A (not its diagonal) and compare with "
+             "2 / lambda_max"),
+        (list(CANDIDATE_LRS), "the small ones converge: below 2 / lambda_max every eigendirection "
+                              "shrinks"),
+    ])
+
+
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_convergence_rate(convergence_rate) -> Verdict:
     """Task 4: `convergence_rate(A, lr)`, the factor by which gradient descent shrinks the
     error per step (in the slowest direction): max_i |1 - lr * lambda_i|."""
@@ -149,59 +229,6 @@ def check_convergence_rate(convergence_rate) -> Verdict:
 
 
 # --------------------------------------------------------------------------------------------
-# Task 3 (conceptual): which learning rates diverge?
-# --------------------------------------------------------------------------------------------
-
-DIVERGENCE_MATRIX = torch.tensor([[5.0, 4.0], [4.0, 5.0]], dtype=torch.float64)
-CANDIDATE_LRS = (0.05, 0.1, 0.2, 0.21, 0.25, 0.5, 1.5, 2.5)
-"""Task 3 asks which of these learning rates diverge on f = 1/2 theta^T A theta with
-A = DIVERGENCE_MATRIX (eigenvalues 1 and 9), from theta_0 = (1, 0)."""
-
-
-def _above(limit: float) -> list[float]:
-    return [lr for lr in CANDIDATE_LRS if lr > limit]
-
-
-def _sorted_answer(learner: Callable) -> Callable:
-    """The learner's collection of numbers in increasing order (a set, tuple or tensor too)."""
-    if not callable(learner):
-        return learner
-
-    def answer():
-        got = learner()
-        if isinstance(got, Tensor | np.ndarray) and got.ndim == 1:
-            got = got.tolist()
-        if isinstance(got, set | frozenset | tuple | list):
-            try:
-                return sorted(float(x) for x in got)
-            except (TypeError, ValueError):
-                return got
-        return got
-
-    return answer
-
-
-@task()
-def check_diverging_lrs(diverging_lrs) -> Verdict:
-    """Task 3 (conceptual): the learning rates among CANDIDATE_LRS for which gradient descent
-    diverges on the quadratic with A = [[5, 4], [4, 5]]."""
-    return check_answer("diverging_lrs", _sorted_answer(diverging_lrs), _above(2 / 9), [
-        (_above(2 / 5), _DIAGONAL_IS_NOT_THE_SPECTRUM + " (here 1 and 9, not 5 and 5)"),
-        (_above(2 / 1),
-         "the steepest direction breaks first: compare with 2 / lambda_max, not 2 / lambda_min"),
-        (_above(1 / 9),
-         "between 1/lambda_max and 2/lambda_max the iterates jump across the valley but still "
-         "converge: the limit is 2 / lambda_max"),
-        (_above(2 / 10), "2 / (lambda_min + lambda_max) = 2 / trace(A) = 0.2 is the BEST learning "
-                         "rate, not the limit: 0.21 still converges, below 2 / lambda_max"),
-        ([], "some of them do diverge: find lambda_max of A (not its diagonal) and compare with "
-             "2 / lambda_max"),
-        (list(CANDIDATE_LRS), "the small ones converge: below 2 / lambda_max every eigendirection "
-                              "shrinks"),
-    ])
-
-
-# --------------------------------------------------------------------------------------------
 # Tasks 5 and 6: linear regression, closed form and gradient descent
 # --------------------------------------------------------------------------------------------
 
@@ -228,7 +255,7 @@ def _least_squares(X: Tensor, y: Tensor) -> Tensor:
     return torch.linalg.lstsq(X.double(), y.double()[:, None]).solution.squeeze(1).to(X.dtype)
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS)
 def check_normal_equations(normal_equations) -> Verdict:
     """Task 5: `normal_equations(X, y)`, the least-squares weights and bias as one vector
     (w_1, ..., w_d, b)."""
@@ -266,7 +293,7 @@ def _mse_gradient(Xt, w, y):
     return 2 / len(y) * Xt.T @ (Xt @ w - y)
 
 
-@task()
+@task(forbid=BUILT_IN_OPTIMIZERS + AUTOGRAD)
 def check_linear_regression_gd(linear_regression_gd) -> Verdict:
     """Task 6: `linear_regression_gd(X, y, lr, steps)`, full-batch gradient descent on the mean
     squared error from w = 0, b = 0; the vector (w_1, ..., w_d, b) after `steps` steps."""

@@ -3,7 +3,10 @@
 Optimizer steps carry state from one step to the next, so their checker, `check_steps`, runs the
 learner's step over a whole sequence of gradients — feeding back the state it returned — next to
 the reference, and compares the parameter and every state entry after every step. Chapter 05's
-checkers use it too.
+checkers use it too, and `Disguised` mistakes: wrong answers of a question that are its sealed
+answer in disguise (a pair swapped, a factor too many), recognised without being written here.
+
+The exercises ask for tensor operations, "not torch.optim or autograd": every task forbids both.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from torch import Tensor
 
 from helpers import optim
 from helpers.exercises import (
+    WRONG,
     Diagnosis,
+    Sealed,
     Verdict,
     as_number,
     check_answer,
@@ -30,7 +35,10 @@ from helpers.exercises import (
     values_differ,
     wrong,
 )
-from helpers.exercises.grading import task
+from helpers.exercises.gradient_descent import AUTOGRAD, BUILT_IN_OPTIMIZERS
+from helpers.exercises.grading import Forbidden, task
+
+_TENSOR_OPERATIONS_ONLY = BUILT_IN_OPTIMIZERS + AUTOGRAD  # "not torch.optim or autograd"
 
 # --------------------------------------------------------------------------------------------
 # Checking a stateful step over several steps
@@ -264,6 +272,8 @@ def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCas
             return not_implemented(task)
         except _BadReturn as problem:
             return wrong(task, f"{problem} {on}")
+        except Forbidden as error:  # the call it made is the verdict, whatever the case
+            return wrong(task, f"your function raised {Forbidden.__name__}: {error}")
         except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
             return wrong(task, f"your function raised {type(error).__name__}: {error} {on}"
                                f"{_truth_value_hint(error, state_name)}")
@@ -287,6 +297,62 @@ def random_gradients(generator: torch.Generator, steps: int, shape: tuple[int, .
 
 
 # --------------------------------------------------------------------------------------------
+# Question tasks: wrong answers that are the sealed answer in disguise
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disguised:
+    """A typical wrong answer that is the right one disguised (a pair swapped, a factor b too
+    many): `undo(answer)` takes the disguise off, and when the result opens `sealed` (None: the
+    task's own seal), `hint` is the verdict. So the mistake is recognised without the right answer,
+    or the rule that computes it, being written in the checker."""
+
+    undo: Callable[[object], object]
+    hint: str
+    sealed: Sealed | None = None
+
+
+def recording(learner) -> tuple[Callable, list]:
+    """`learner` wrapped so that what it returns is kept, and the list it is kept in; anything
+    not callable comes back unchanged, for the checker to describe."""
+    answers: list = []
+    if not callable(learner):
+        return learner, answers
+
+    def answering():
+        answer = learner()
+        answers.append(answer)
+        return answer
+
+    return answering, answers
+
+
+def undisguised(verdict: Verdict, answers: Sequence, sealed: Sealed,
+                disguised: Sequence[Disguised], told: Sequence[str] = ()) -> Verdict:
+    """`verdict` of `check_answer`, or the hint of the first `Disguised` mistake that the
+    learner's answer (`answers`, from `recording`) is; a verdict that already gives one of the
+    hints `told` stays."""
+    if verdict.status != WRONG or len(answers) != 1 or verdict.message in told:
+        return verdict
+    for mistake in disguised:
+        try:
+            undone = mistake.undo(answers[0])
+        except Exception:  # noqa: BLE001 - an answer of another kind is not this disguise
+            continue
+        if check_answer(verdict.task, lambda undone=undone: undone,
+                        mistake.sealed or sealed).passed:
+            return wrong(verdict.task, mistake.hint)
+    return verdict
+
+
+def swapped(pair):
+    """A pair the other way round (the disguise of a pair answered in the wrong order)."""
+    first, second = pair
+    return second, first
+
+
+# --------------------------------------------------------------------------------------------
 # Task 1: the minibatch gradient; task 2 (conceptual): its variance
 # --------------------------------------------------------------------------------------------
 
@@ -296,7 +362,7 @@ def _mse_gradient(X, y, w):
     return 2 / len(y) * X.T @ (X @ w - y)
 
 
-@task()
+@task(forbid=_TENSOR_OPERATIONS_ONLY)
 def check_minibatch_gradient(minibatch_gradient) -> Verdict:
     """Task 1: `minibatch_gradient(X, y, w, indices)`, the gradient of the mean squared error of
     the linear model X @ w on the rows `indices`."""
@@ -327,22 +393,28 @@ def check_minibatch_gradient(minibatch_gradient) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=_TENSOR_OPERATIONS_ONLY)
 def check_minibatch_variance(minibatch_variance) -> Verdict:
     """Task 2 (conceptual): E|g_B - g|^2 for N = 100, b = 10 distinct examples, sigma^2 = 4."""
     sigma2, n, b = 4.0, 100, 10
-    return check_answer("minibatch_variance", minibatch_variance,
-                        sigma2 / b * (n - b) / (n - 1), [
+    diagnoses = [
         (sigma2 / b, "that is the variance for b examples drawn WITH replacement; a minibatch "
-                     "holds b distinct examples: multiply by (N - b)/(N - 1)"),
+                     "holds b distinct examples: it needs the finite-population correction"),
         (sigma2 / b * (n - b) / n,
-         "the finite-population correction is (N - b)/(N - 1), with N - 1 below"),
-        (sigma2 / b**2 * (n - b) / (n - 1),
-         "the mean of b terms divides the variance by b, not by b^2"),
-        (sigma2 * (n - b) / (n - 1), "averaging b gradients divides the variance by b"),
+         "the finite-population correction has N - 1 below, not N"),
         (sigma2 / math.sqrt(b), "the VARIANCE falls like 1/b (the standard deviation like "
                                 "1/sqrt(b))"),
-    ])
+    ]
+    answering, answers = recording(minibatch_variance)
+    verdict = check_answer("minibatch_variance", answering, _MINIBATCH_VARIANCE, diagnoses)
+    return undisguised(verdict, answers, _MINIBATCH_VARIANCE, [
+        Disguised(lambda got: got * b, "the mean of b terms divides the variance by b, not by "
+                                       "b^2"),
+        Disguised(lambda got: got / b, "averaging b gradients divides the variance by b"),
+    ], [hint for _, hint in diagnoses])
+
+
+_MINIBATCH_VARIANCE = Sealed("17f291ea6936951e8b0eca6e2c56a80b539627b1f277e6cd1c1cb5281b582145")
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,11 +422,18 @@ def check_minibatch_variance(minibatch_variance) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-@task()
+@task(forbid=_TENSOR_OPERATIONS_ONLY)
 def check_noise_floor(noise_floor) -> Verdict:
     """Task 3: `noise_floor(lr, curvature, noise)`, the limit of E[f] for SGD on
     f = curvature/2 * theta^2 with gradient noise of standard deviation `noise`."""
-    cases = [(0.1, 1.0, 1.0), (0.15, 10.0, 2.0), (0.01, 3.0, 0.5)]
+    # three fixed cases (with noise 1 and 0.5 and 2, the standard-deviation mistake shows), then
+    # drawn ones: curvature in [0.5, 10], lr * curvature in [0.1, 1.8], noise in [0.2, 3]
+    g = seeded(43)
+    drawn = [(float(r[1]) / float(r[0]), float(r[0]), float(r[2])) for r in
+             torch.rand(2, 3, generator=g, dtype=torch.float64)
+             * torch.tensor([9.5, 1.7, 2.8], dtype=torch.float64)
+             + torch.tensor([0.5, 0.1, 0.2], dtype=torch.float64)]
+    cases = [(0.1, 1.0, 1.0), (0.15, 10.0, 2.0), (0.01, 3.0, 0.5), *drawn]
 
     def variance(lr, lam, s):
         # v = lr s^2 / (lambda (2 - lr lambda))
@@ -491,7 +570,7 @@ _MOMENTUM_MISTAKES = [
 ]
 
 
-@task()
+@task(forbid=_TENSOR_OPERATIONS_ONLY)
 def check_momentum_step(momentum_step) -> Verdict:
     """Task 4: `momentum_step(param, grad, momentum_buffer, lr, momentum, dampening=0.0)` in
     torch's form; returns (param, momentum_buffer), the buffer None before the first step."""
@@ -523,7 +602,7 @@ def _nesterov_without_decay(param, grad, momentum_buffer, lr, momentum, dampenin
     return new_param, buffer
 
 
-@task()
+@task(forbid=_TENSOR_OPERATIONS_ONLY)
 def check_sgd_step(sgd_step) -> Verdict:
     """Task 5: `sgd_step(param, grad, momentum_buffer, lr, momentum, dampening=0.0,
     weight_decay=0.0, nesterov=False)`, torch.optim.SGD's step with momentum > 0."""
@@ -552,22 +631,39 @@ def check_sgd_step(sgd_step) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-@task()
+@task(forbid=_TENSOR_OPERATIONS_ONLY)
 def check_momentum_limits(momentum_limits) -> Verdict:
     """Task 6 (conceptual): the stable learning-rate limits (heavy ball, Nesterov) with
     momentum 0.9 on f = 1/2 (x^2 + 10 y^2)."""
     mu, top = 0.9, 10.0
-    heavy_ball, nesterov = 2 * (1 + mu) / top, 2 * (1 + mu) / ((1 + 2 * mu) * top)
-    return check_answer("momentum_limits", momentum_limits, (heavy_ball, nesterov), [
+    diagnoses = [
         ((2 / top, 2 / top), "momentum moves the limit: heavy ball's error obeys "
                              "e_t = (1 + mu - lr lambda) e_(t-1) - mu e_(t-2)"),
-        ((nesterov, heavy_ball), "the other way round: Nesterov's look-ahead NARROWS the limit, "
-                                 "heavy ball widens it"),
-        ((heavy_ball, heavy_ball), "Nesterov's limit is narrower: 2(1 + mu)/((1 + 2 mu) "
-                                   "lambda_max)"),
         ((2 / ((1 - mu) * top), 2 / ((1 - mu) * top)),
          "lr/(1 - mu) is the effective step size, not the limit: find when a root of "
          "z^2 - (1 + mu - lr lambda) z + mu leaves the unit circle"),
-        ((2 * (1 + mu), 2 * (1 + mu) / (1 + 2 * mu)),
-         "divide by lambda_max = 10, the largest eigenvalue of the Hessian diag(1, 10)"),
-    ])
+    ]
+    answering, answers = recording(momentum_limits)
+    verdict = check_answer("momentum_limits", answering, _MOMENTUM_LIMITS, diagnoses)
+    return undisguised(verdict, answers, _MOMENTUM_LIMITS, [
+        Disguised(swapped, "the other way round: Nesterov's look-ahead NARROWS the limit, "
+                           "heavy ball widens it"),
+        Disguised(_both_heavy_ball, "Nesterov's limit is narrower: its error obeys "
+                                    "e_t = (1 + mu)(1 - lr lambda) e_(t-1) - mu (1 - lr lambda) "
+                                    "e_(t-2); find where a root leaves the unit circle",
+                  _HEAVY_BALL_LIMIT),
+        Disguised(lambda got: tuple(x / top for x in got),
+                  "divide by lambda_max = 10, the largest eigenvalue of the Hessian diag(1, 10)"),
+    ], [hint for _, hint in diagnoses])
+
+
+_MOMENTUM_LIMITS = Sealed("ca0f7f936e76c424a7492cf059ab370fe9d07cf19eb35a055e2c5a46c62b54d9", 2)
+_HEAVY_BALL_LIMIT = Sealed("c633866244de219628f3a0710fbda29c338b08db2fb5e3bb6bef1ffaa65ee04d")
+
+
+def _both_heavy_ball(pair):
+    """The one limit of a pair of two equal ones (heavy ball's, given for Nesterov's too)."""
+    heavy_ball, nesterov = pair
+    if not math.isclose(heavy_ball, nesterov, rel_tol=1e-9):
+        raise ValueError("two different limits")
+    return heavy_ball
