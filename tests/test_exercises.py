@@ -1,6 +1,9 @@
 """Exercise checkers: solutions pass, typical mistakes get their hint, nothing crashes."""
 
+import functools
+import importlib
 import math
+import re
 from pathlib import Path
 
 import nbformat
@@ -8,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from exercise_harness import exercise_tests, verdicts_of
+from exercise_harness import diagnoses_of, exercise_tests, verdicts_of
 from nbclient import NotebookClient
 
 from helpers import exercises as E
 from helpers.exercises import cross_entropy as ce
+from helpers.exercises import grading, student
 from helpers.exercises import learning_rate as lr_exercises
 from helpers.exercises import mse_loss as mse
-from helpers.exercises import student
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "exercises" / "solutions").glob("*.ipynb"))
@@ -32,8 +35,15 @@ def ids(paths):
 # Typical wrong answers, per task: each must be rejected with its hint
 # --------------------------------------------------------------------------------------------
 
+# The typical mistakes below are written as a learner writes them, without the built-ins the tasks
+# forbid: an answer that calls F.log_softmax or F.cross_entropy gets the forbidden-call verdict.
+
+def log_softmax(x, dim=-1):
+    return x - torch.logsumexp(x, dim, keepdim=True)
+
+
 def picked(x, y):
-    return F.log_softmax(x, dim=1)[torch.arange(len(y)), y]
+    return log_softmax(x, dim=1)[torch.arange(len(y)), y]
 
 
 def softplus(x):
@@ -46,7 +56,18 @@ def no_max_back(x):
 
 
 def kept(x, y, i):
-    return -F.log_softmax(x[y != i], 1)[torch.arange(int((y != i).sum())), y[y != i]]
+    return -log_softmax(x[y != i], 1)[torch.arange(int((y != i).sum())), y[y != i]]
+
+
+def hard_label_loss(x, y, w=None):
+    """Cross-entropy with class-index targets, weighted as torch weighs it."""
+    w_y = torch.ones(len(y), dtype=x.dtype) if w is None else w[y]
+    return -(w_y * picked(x, y)).sum() / w_y.sum()
+
+
+def soft_targets_loss(x, q, w=None):
+    """-sum_c w_c q_c log p_c, averaged over the samples (torch's loss for probability targets)."""
+    return -((q if w is None else w * q) * log_softmax(x, 1)).sum(1).mean()
 
 
 def bce_terms(x, y, p_pos, p_neg):
@@ -85,8 +106,8 @@ MISTAKES = {
          "constant N/2 log(2 pi) is missing"),
         (lambda x, y, v: ((x - y) ** 2 / v).sum() + x.numel() / 2 * math.log(2 * math.pi * v),
          "divided by 2 var"),
-        (lambda x, y, v: F.gaussian_nll_loss(x, y, torch.full_like(x, v), full=True),
-         "mean over the samples"),
+        (lambda x, y, v: (((x - y) ** 2).sum() / (2 * v) + x.numel() / 2 * math.log(
+            2 * math.pi * v)) / x.numel(), "mean over the samples"),
         (lambda x, y, v: ((x - y) ** 2).sum() / (2 * v) + len(x) / 2 * math.log(2 * math.pi * v),
          "every ELEMENT has its normaliser"),
     ],
@@ -97,22 +118,22 @@ MISTAKES = {
     ce.check_log_softmax: [
         (lambda x: torch.log(torch.exp(x) / torch.exp(x).sum(-1, keepdim=True)), "overflow"),
         (lambda x: F.softmax(x, dim=-1), "returned the probabilities"),
-        (lambda x: F.log_softmax(x, dim=0), "class dimension"),
+        (lambda x: log_softmax(x, dim=0), "class dimension"),
         (lambda x: x - x.max(-1, keepdim=True).values, "only the first step"),
-        (lambda x: F.log_softmax(x, dim=1), "the LAST dimension"),
+        (lambda x: log_softmax(x, dim=1), "the LAST dimension"),
         (lambda x: (x - x.max()) - torch.log(torch.exp(x - x.max()).sum(-1, keepdim=True)),
          "each row's own maximum"),
         (no_max_back, "add the maximum back"),
         (lambda x: x - x.max(-1).values, "must have shape (5, 1): pass keepdim=True"),
         (lambda x: x - torch.logsumexp(x, -1), "has shape (5,), but to broadcast"),
-        (lambda x: F.log_softmax(x, -1) / LN2, "log2 of the probabilities (bits)"),
+        (lambda x: log_softmax(x, -1) / LN2, "log2 of the probabilities (bits)"),
     ],
     ce.check_cross_entropy: [
         (lambda x, y: -picked(x, y).sum(), "the sum, not the mean"),
         (lambda x, y: picked(x, y).mean(), "sign is flipped"),
-        (lambda x, y: -F.log_softmax(x, dim=1)[:, y].mean(), "(N, N) block"),
+        (lambda x, y: -log_softmax(x, dim=1)[:, y].mean(), "(N, N) block"),
         (lambda x, y: -F.softmax(x, 1)[torch.arange(len(y)), y].mean(), "-log p, not -p"),
-        (lambda x, y: F.cross_entropy(F.softmax(x, dim=1), y), "softmax twice"),
+        (lambda x, y: -picked(F.softmax(x, dim=1), y).mean(), "softmax twice"),
         (lambda x, y: -torch.log(F.softmax(x, 1)[torch.arange(len(y)), y]).mean(),
          "inf or nan where the answer is finite"),
         (lambda x, y: -no_max_back(x)[torch.arange(len(y)), y].mean(),
@@ -120,11 +141,11 @@ MISTAKES = {
         (lambda x, y: -(x - torch.logsumexp(x, 1))[torch.arange(len(y)), y].mean(),
          "of shape (6, 4), x.max(dim=-1) (or .sum(dim=-1), torch.logsumexp) has shape (6,), but "
          "to broadcast against the logits it must have shape (6, 1): pass keepdim=True"),
-        (lambda x, y: F.cross_entropy(x, y) / LN2, "in bits (log2)"),
+        (lambda x, y: -picked(x, y).mean() / LN2, "in bits (log2)"),
         (lambda x, y: -torch.log2(F.softmax(x.double(), 1))[torch.arange(len(y)), y].mean().to(
             x.dtype), "1/ln 2 ≈ 1.443"),
-        (lambda x, y: F.cross_entropy(x, y) / LN10, "uses log10"),
-        (lambda x, y: np.float32(F.cross_entropy(x, y).item()),
+        (lambda x, y: -picked(x, y).mean() / LN10, "uses log10"),
+        (lambda x, y: np.float32(-picked(x, y).mean().item()),
          "returned a NumPy float32 scalar; expected a torch tensor"),
     ],
     ce.check_cross_entropy_grad: [
@@ -135,11 +156,10 @@ MISTAKES = {
         (lambda x, y: (x - F.one_hot(y, x.shape[1]).to(x.dtype)) / len(y), "not the raw logits"),
     ],
     ce.check_weighted_cross_entropy: [
-        (lambda x, y, w: F.cross_entropy(x, y, weight=w, reduction="none").mean(),
-         "total weight of the targets"),
-        (lambda x, y, w: F.cross_entropy(x, y, weight=w, reduction="sum") / w.sum(),
+        (lambda x, y, w: -(w[y] * picked(x, y)).mean(), "total weight of the targets"),
+        (lambda x, y, w: -(w[y] * picked(x, y)).sum() / w.sum(),
          "not by the sum of all class weights"),
-        (lambda x, y, w: F.cross_entropy(x, y), "weights are missing"),
+        (lambda x, y, w: -picked(x, y).mean(), "weights are missing"),
     ],
     ce.check_smoothed_targets: [
         (lambda y, c, e: (1 - e) * F.one_hot(y, c).float()
@@ -185,37 +205,259 @@ MISTAKES = {
         (lambda x, y, p: -(p * y * torch.log(torch.sigmoid(x))
                            + (1 - y) * torch.log(1 - torch.sigmoid(x))).mean(), "log(0) = -inf"),
         (lambda x, y, p: bce_terms(x, y, 1 / p, 1.0).mean(), "it does not divide it"),
-        (lambda x, y, p: F.binary_cross_entropy_with_logits(x, y), "values differ"),
+        (lambda x, y, p: (softplus(x) - x * y).mean(), "values differ"),
     ],
     ce.check_cross_entropy_ignore: [
         (lambda x, y, i: kept(x, y, i).sum() / len(y), "the mean's denominator"),
-        (lambda x, y, i: F.cross_entropy(x, y), "it is not always -100"),
-        (lambda x, y, i: F.cross_entropy(x, y, ignore_index=-100), "it is not always -100"),
+        (lambda x, y, i: kept(x, y, -100).mean(), "it is not always -100"),
         (lambda x, y, i: kept(x, y, i).sum() / max(int((y != i).sum()), 1), "not 0"),
-        (lambda x, y, i: -F.log_softmax(x, 1)[torch.arange(int((y != i).sum())),
-                                              y[y != i]].mean(), "logits[keep] too"),
-        (lambda x, y, i: -F.log_softmax(x, 1)[torch.arange(len(y)), y].mean(),
+        (lambda x, y, i: -log_softmax(x, 1)[torch.arange(int((y != i).sum())),
+                                            y[y != i]].mean(), "logits[keep] too"),
+        (lambda x, y, i: -log_softmax(x, 1)[torch.arange(len(y)), y].mean(),
          "a target equal to ignore_index (-100) is not a class index"),
         (lambda x, y, i: -(x - torch.logsumexp(x, 1))[y != i][
             torch.arange(int((y != i).sum())), y[y != i]].mean(), "must have shape (6, 1)"),
     ],
     ce.check_soft_cross_entropy: [
-        (lambda x, q, w: -((q if w is None else w * q) * F.log_softmax(x, 1)).mean(),
+        (lambda x, q, w: -((q if w is None else w * q) * log_softmax(x, 1)).mean(),
          "divides by C once too often"),
-        (lambda x, q, w: -((q if w is None else w * q) * F.log_softmax(x, 1)).sum()
+        (lambda x, q, w: -((q if w is None else w * q) * log_softmax(x, 1)).sum()
          / (q if w is None else w * q).sum(), "not by the total weight"),
-        (lambda x, q, w: F.cross_entropy(x, q.argmax(1), weight=w), "hard labels"),
-        (lambda x, q, w: ((1 if w is None else w) * (torch.xlogy(q, q) - q * F.log_softmax(
+        (lambda x, q, w: hard_label_loss(x, q.argmax(1), w), "hard labels"),
+        (lambda x, q, w: ((1 if w is None else w) * (torch.xlogy(q, q) - q * log_softmax(
             x, 1))).sum(1).mean(), "KL divergence"),
-        (lambda x, q, w: F.kl_div(F.log_softmax(x, 1), q, reduction="batchmean"),
+        (lambda x, q, w: F.kl_div(log_softmax(x, 1), q, reduction="batchmean"),
          "values differ"),  # KL without the weights: no single mistake
-        (lambda x, q, w: F.cross_entropy(x, q), "class weights are missing"),
-        (lambda x, q, w: -F.cross_entropy(x, q, weight=w), "(the sign is flipped)"),
+        (lambda x, q, w: soft_targets_loss(x, q), "class weights are missing"),
+        (lambda x, q, w: -soft_targets_loss(x, q, w), "(the sign is flipped)"),
         (lambda x, q, w: -(q * (x - torch.logsumexp(x, 1))).sum(1).mean(),
          "it must have shape (5, 1): pass keepdim=True"),
     ],
 }
 globals().update(exercise_tests(MISTAKES, *OWN_SOLUTIONS))
+
+KNOWN = [(check, wrong, hint) for check in MISTAKES for wrong, hint in diagnoses_of(check)]
+
+
+@pytest.mark.parametrize("check, wrong, hint", KNOWN,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(KNOWN)])
+def test_every_diagnosis_is_reachable_with_its_own_hint(check, wrong, hint):
+    """The shared test of the same name, run through the checker unwatched (`__wrapped__`): a
+    diagnosis is the checker's own code, free to use the built-ins its task forbids a learner
+    and the helpers of its module. An earlier diagnosis that equals a later one on the first
+    failing case would hide it."""
+    verdict = check.__wrapped__(wrong)
+    assert verdict.status == E.WRONG and verdict.message == hint, verdict.message
+
+
+# --------------------------------------------------------------------------------------------
+# Forbidden built-ins: an answer that calls one gets a verdict that names it
+# --------------------------------------------------------------------------------------------
+
+def by_backward(loss):
+    """The gradient of `loss(x, *rest)` with respect to x, by Tensor.backward."""
+    def gradient(x, *rest):
+        x = x.clone().requires_grad_()
+        loss(x, *rest).backward()
+        return x.grad
+    return gradient
+
+
+def by_autograd_grad(loss):
+    def gradient(x, *rest):
+        x = x.clone().requires_grad_()
+        return torch.autograd.grad(loss(x, *rest), x)[0]
+    return gradient
+
+
+def squared_error(x, y):
+    return ((x - y) ** 2).mean()
+
+
+FORBIDDEN = [
+    (mse.check_mse, F.mse_loss, "torch.nn.functional.mse_loss"),
+    (mse.check_mse, lambda x, y: torch.nn.MSELoss()(x, y), "torch.nn.functional.mse_loss"),
+    (mse.check_mse, lambda x, y: torch._C._nn.mse_loss(x, y), "torch._C._nn.mse_loss"),
+    (mse.check_mse_grad, by_backward(squared_error), "torch._tensor.Tensor.backward"),
+    (mse.check_mse_grad, by_autograd_grad(squared_error), "torch.autograd.grad"),
+    (mse.check_mse_grad, lambda x, y: torch.func.grad(squared_error)(x, y),
+     "torch._functorch.apis.grad"),
+    (mse.check_mse_grad, lambda x, y: 2 * (x - y) / x.numel() + 0 * F.mse_loss(x, y),
+     "torch.nn.functional.mse_loss"),
+    (mse.check_best_constant, lambda y: y.mean() + 0 * F.mse_loss(y, y),
+     "torch.nn.functional.mse_loss"),
+    (mse.check_fixed_shapes, lambda p, t: F.mse_loss(p.squeeze(1), t),
+     "torch.nn.functional.mse_loss"),
+    (mse.check_gaussian_nll, lambda x, y, v: F.gaussian_nll_loss(
+        x, y, torch.full_like(x, v), full=True, reduction="sum"),
+     "torch.nn.functional.gaussian_nll_loss"),
+    (mse.check_gaussian_nll,
+     lambda x, y, v: -torch.distributions.Normal(x, math.sqrt(v)).log_prob(y).sum(),
+     "torch.distributions.normal.Normal.__init__"),
+    (ce.check_log_softmax, lambda x: F.log_softmax(x, -1), "torch.nn.functional.log_softmax"),
+    (ce.check_log_softmax, lambda x: torch.log_softmax(x, -1), "torch.log_softmax"),
+    (ce.check_log_softmax, lambda x: x.log_softmax(-1), "torch.Tensor.log_softmax"),
+    (ce.check_log_softmax, lambda x: torch.special.log_softmax(x, -1),
+     "torch._C._special.special_log_softmax"),
+    (ce.check_log_softmax, lambda x: torch.nn.LogSoftmax(-1)(x),
+     "torch.nn.functional.log_softmax"),
+    (ce.check_cross_entropy, F.cross_entropy, "torch.nn.functional.cross_entropy"),
+    (ce.check_cross_entropy, lambda x, y: torch.nn.CrossEntropyLoss()(x, y),
+     "torch.nn.functional.cross_entropy"),
+    (ce.check_cross_entropy, lambda x, y: F.nll_loss(log_softmax(x, 1), y),
+     "torch.nn.functional.nll_loss"),
+    (ce.check_cross_entropy, lambda x, y: torch._C._nn.cross_entropy_loss(x, y),
+     "torch._C._nn.cross_entropy_loss"),
+    (ce.check_cross_entropy_grad, by_backward(lambda x, y: -picked(x, y).mean()),
+     "torch._tensor.Tensor.backward"),
+    (ce.check_cross_entropy_grad, lambda x, y: torch.func.grad(hard_label_loss)(x, y),
+     "torch._functorch.apis.grad"),
+    (ce.check_cross_entropy_grad,
+     lambda x, y: (F.log_softmax(x, 1).exp() - F.one_hot(y, x.shape[1]).to(x.dtype)) / len(y),
+     "torch.nn.functional.log_softmax"),
+    (ce.check_weighted_cross_entropy, lambda x, y, w: F.cross_entropy(x, y, weight=w),
+     "torch.nn.functional.cross_entropy"),
+    (ce.check_softplus, F.softplus, "torch._C._nn.softplus"),
+    (ce.check_softplus, lambda x: torch.nn.Softplus()(x), "torch._C._nn.softplus"),
+    (ce.check_softplus, lambda x: -F.logsigmoid(-x), "torch._C._nn.log_sigmoid"),
+    (ce.check_softplus, lambda x: torch.logaddexp(x, torch.zeros_like(x)), "torch.logaddexp"),
+    (ce.check_softplus, lambda x: x.logaddexp(torch.zeros_like(x)), "torch.Tensor.logaddexp"),
+    (ce.check_bce_with_logits, F.binary_cross_entropy_with_logits,
+     "torch.nn.functional.binary_cross_entropy_with_logits"),
+    (ce.check_bce_with_logits, torch.binary_cross_entropy_with_logits,
+     "torch.binary_cross_entropy_with_logits"),
+    (ce.check_bce_with_logits, lambda x, y: torch.nn.BCEWithLogitsLoss()(x, y),
+     "torch.nn.functional.binary_cross_entropy_with_logits"),
+    (ce.check_bce_with_logits, lambda x, y: (F.softplus(x) - x * y).mean(),
+     "torch._C._nn.softplus"),
+    (ce.check_bce_with_logits,
+     lambda x, y: -(y * F.logsigmoid(x) + (1 - y) * F.logsigmoid(-x)).mean(),
+     "torch._C._nn.log_sigmoid"),
+    (ce.check_bce_pos_weight,
+     lambda x, y, p: F.binary_cross_entropy_with_logits(x, y, pos_weight=p),
+     "torch.nn.functional.binary_cross_entropy_with_logits"),
+    (ce.check_bce_pos_weight, lambda x, y, p: (p * y * F.softplus(-x)
+                                               + (1 - y) * F.softplus(x)).mean(),
+     "torch._C._nn.softplus"),
+    (ce.check_cross_entropy_ignore, lambda x, y, i: F.cross_entropy(x, y, ignore_index=i),
+     "torch.nn.functional.cross_entropy"),
+    (ce.check_cross_entropy_ignore,
+     lambda x, y, i: F.nll_loss(log_softmax(x, 1), y, ignore_index=i),
+     "torch.nn.functional.nll_loss"),
+    (ce.check_soft_cross_entropy, lambda x, q, w: F.cross_entropy(x, q, weight=w),
+     "torch.nn.functional.cross_entropy"),
+    (ce.check_soft_cross_entropy,
+     lambda x, q, w: -((q if w is None else w * q) * F.log_softmax(x, 1)).sum(1).mean(),
+     "torch.nn.functional.log_softmax"),
+]
+
+
+@pytest.mark.parametrize("check, answer, name", FORBIDDEN,
+                         ids=[f"{c.__name__}-{n}" for c, _, n in FORBIDDEN])
+def test_an_answer_calling_a_forbidden_built_in_is_told_which(check, answer, name):
+    verdict = check(answer)
+    assert verdict.status == E.WRONG, verdict
+    assert verdict.message.startswith(f"your function calls {name}: this task asks you to write "
+                                      "it without "), verdict.message
+
+
+def test_every_task_that_forbids_a_built_in_is_tried_with_one():
+    forbidding = {check for check in MISTAKES if check.forbid}
+    assert {check for check, _, _ in FORBIDDEN} == forbidding
+    assert {check.__name__ for check in MISTAKES if not check.forbid} == {
+        "check_sum_over_mean", "check_smoothed_targets", "check_smoothing_floor"}
+
+
+def resolve(dotted: str):
+    """The object a dotted name stands for: its longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("name", sorted({n for c in MISTAKES for n in c.forbid}))
+def test_every_forbidden_name_exists(name):
+    """A misspelt name would forbid nothing."""
+    assert resolve(name) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Hidden tests: other inputs for every task, which the solutions pass whatever the seed
+# --------------------------------------------------------------------------------------------
+
+HIDDEN_TEST = re.compile(r"grade\((check_\w+), (\w+), seed=(\d+)\)")
+
+
+@functools.cache
+def solution_names(path: Path) -> dict:
+    """The names the solution notebook defines, its cells run in-process."""
+    namespace = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, str(path), "exec"), namespace)  # noqa: S102 - our notebooks
+    return namespace
+
+
+def hidden_tests(path: Path) -> list[tuple[str, str, int]]:
+    """(checker, learner's function, seed) of every hidden test in the solution notebook."""
+    cells = nbformat.read(path, as_version=4).cells
+    return [(check, function, int(seed)) for cell in cells if cell.cell_type == "code"
+            for check, function, seed in HIDDEN_TEST.findall(cell.source)]
+
+
+@pytest.mark.parametrize("path", OWN_SOLUTIONS, ids=ids(OWN_SOLUTIONS))
+def test_every_task_has_a_hidden_test_that_its_solution_passes_for_any_seed(path):
+    names, tests = solution_names(path), hidden_tests(path)
+    module = names[tests[0][0]].__module__
+    assert sorted(check for check, _, _ in tests) == sorted(
+        t.checker for t in grading.TASKS[module])
+    for check, function, seed in tests:
+        for hidden in (seed, *range(1, 11)):
+            assert grading.grade(names[check], names[function], seed=hidden).passed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
+    """A diagnosis holds for any inputs of the same kind, not for the visible ones only."""
+    with grading.hidden_inputs(seed):
+        for check, table in MISTAKES.items():
+            for wrong, hint in table:
+                verdict = check(wrong)
+                assert verdict.status == E.WRONG and hint in verdict.message, (
+                    check.__name__, verdict.message)
+
+
+def as_key(args: tuple) -> tuple:
+    return tuple((a.dtype, tuple(a.shape), tuple(a.flatten().tolist()))
+                 if isinstance(a, torch.Tensor) else a for a in args)
+
+
+@pytest.mark.parametrize("check, by_hand", [
+    (mse.check_mse, squared_error),
+    (ce.check_log_softmax, log_softmax),
+    (ce.check_smoothed_targets,
+     lambda y, c, e: (1 - e) * F.one_hot(y, c).float() + e / c),
+], ids=lambda c: getattr(c, "__name__", ""))
+def test_an_answer_that_memorises_the_visible_inputs_fails_the_hidden_test(check, by_hand):
+    table = {}
+
+    def recording(*args):  # the right answer, kept for every input the checker shows
+        table[as_key(args)] = by_hand(*args)
+        return table[as_key(args)]
+
+    def memorised(*args):
+        return table.get(as_key(args), torch.zeros(()))
+
+    assert check(recording).passed and check(memorised).passed
+    with pytest.raises(AssertionError, match="on the hidden inputs"):
+        grading.grade(check, memorised, seed=12345)
 
 
 def test_the_new_chapter_02_tasks_diagnose_at_least_three_mistakes_each():
@@ -233,12 +475,13 @@ def test_the_new_chapter_02_tasks_diagnose_at_least_three_mistakes_each():
     (ce.check_soft_cross_entropy, lambda x, q, w: F.cross_entropy(x, q, weight=w)),
 ], ids=lambda c: getattr(c, "__name__", ""))
 def test_the_new_checkers_compare_with_torch_also_at_logits_of_1e4(check, reference):
-    assert check(reference).passed
+    """Run unwatched (`__wrapped__`): the answers here call the built-ins the tasks forbid."""
+    assert check.__wrapped__(reference).passed
 
     def wrong_only_at_1e4(x, *rest):  # torch's answer everywhere but at |logit| = 1e4
         return reference(torch.where(x.abs() >= 1e4, x / 2, x), *rest)
 
-    assert check(wrong_only_at_1e4).status == E.WRONG
+    assert check.__wrapped__(wrong_only_at_1e4).status == E.WRONG
 
 
 def test_a_constant_factor_is_told_with_its_numbers():
@@ -413,6 +656,18 @@ def test_solutions_pass_every_checker(path):
     assert all(v.passed for v in verdicts), [str(v) for v in verdicts if not v.passed]
 
 
+SCORE = re.compile(r"Score: (\d+)/(\d+) points \((\d+) of (\d+) tasks passed\)")
+CHECKER_MODULE = re.compile(r"from (helpers\.exercises\.\w+) import")
+
+
+def points_of_chapter(notebook) -> int:
+    """The points of every task whose checkers the notebook imports."""
+    modules = {m for cell in notebook.cells if cell.cell_type == "code"
+               for m in CHECKER_MODULE.findall(cell.source)} - {"helpers.exercises.grading"}
+    return sum(t.points for m in sorted(modules)
+               for t in grading.TASKS[importlib.import_module(m).__name__])
+
+
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
 def test_student_notebook_runs_and_reports_not_implemented_for_every_task(path):
     notebook = nbformat.read(student.student_path(path), as_version=4)
@@ -421,8 +676,20 @@ def test_student_notebook_runs_and_reports_not_implemented_for_every_task(path):
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     shown = [o.data["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
-    assert len(shown) == len(verdicts_of(nbformat.read(path, as_version=4)))
-    assert all("not implemented yet" in text for text in shown), shown
+    verdicts = [text for text in shown if not SCORE.match(text)]
+    solution = verdicts_of(nbformat.read(path, as_version=4))
+    assert len(verdicts) == len(solution)
+    assert all("not implemented yet" in text for text in verdicts), verdicts
+    # the last output is the score: nothing won, every task listed as not implemented
+    summary = shown[-1]
+    assert [text for text in shown if SCORE.match(text)] == [summary], shown
+    header, *rows = summary.splitlines()
+    points, total, passed, tasks = map(int, SCORE.match(header).groups())
+    assert (points, passed, tasks) == (0, 0, len(solution))
+    assert total == points_of_chapter(notebook)
+    assert sorted(row.split()[0] for row in rows) == sorted(v.task for v in solution)
+    assert all(row.split()[1].startswith("0/") and row.endswith("… not implemented yet")
+               for row in rows), rows
 
 
 def test_committed_student_notebooks_are_up_to_date():
@@ -438,13 +705,43 @@ def test_strip_solutions_keeps_indentation_and_the_rest():
         "def f(x):\n    # your code here\n    raise NotImplementedError\n\n\nf")
 
 
+def test_a_hidden_test_block_is_removed_and_the_solution_placeholder_stays():
+    source = ("def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+              "check_f(f)\n### BEGIN HIDDEN TESTS\nfrom helpers.exercises.grading import grade\n\n"
+              "grade(check_f, f, seed=12345)\n### END HIDDEN TESTS\nscore_summary()")
+    assert student.strip_solutions(source) == (
+        "def f(x):\n    # your code here\n    raise NotImplementedError\ncheck_f(f)\n"
+        "score_summary()")
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_student_notebooks_hold_no_hidden_test_and_no_seed(path):
+    solution = nbformat.read(path, as_version=4)
+    assert any(student.BEGIN_HIDDEN in c.source for c in solution.cells)
+    text = nbformat.writes(student.student_notebook(solution))
+    assert "HIDDEN TESTS" not in text and "grade(" not in text and "seed=" not in text
+
+
 @pytest.mark.parametrize("source, problem", [
-    ("### BEGIN SOLUTION\nx = 1", "never closed"),
-    ("x = 1\n### END SOLUTION", "without"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+    ("### BEGIN SOLUTION\nx = 1", "### BEGIN SOLUTION is never closed by ### END SOLUTION"),
+    ("x = 1\n### END SOLUTION", "line 2: ### END SOLUTION without ### BEGIN SOLUTION"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+     "line 2: ### BEGIN SOLUTION inside a block opened by ### BEGIN SOLUTION"),
+    ("### BEGIN HIDDEN TESTS\ngrade(check, f, seed=1)",
+     "### BEGIN HIDDEN TESTS is never closed by ### END HIDDEN TESTS"),
+    ("grade(check, f, seed=1)\n### END HIDDEN TESTS",
+     "line 2: ### END HIDDEN TESTS without ### BEGIN HIDDEN TESTS"),
+    ("### BEGIN HIDDEN TESTS\n### BEGIN SOLUTION\n### END SOLUTION\n### END HIDDEN TESTS",
+     "line 2: ### BEGIN SOLUTION inside a block opened by ### BEGIN HIDDEN TESTS"),
+    ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION",
+     "line 2: ### BEGIN HIDDEN TESTS inside a block opened by ### BEGIN SOLUTION"),
+    ("### BEGIN SOLUTION\nx = 1\n### END HIDDEN TESTS",
+     "line 3: ### END HIDDEN TESTS without ### BEGIN HIDDEN TESTS"),
+    ("### BEGIN HIDDEN TESTS\nx = 1\n### END SOLUTION",
+     "line 3: ### END SOLUTION without ### BEGIN SOLUTION"),
 ])
 def test_unbalanced_markers_are_refused(source, problem):
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         student.strip_solutions(source)
 
 

@@ -1,4 +1,9 @@
-"""Checkers for the exercises of chapter 01, mean squared error."""
+"""Checkers for the exercises of chapter 01, mean squared error.
+
+The notebook asks for basic tensor operations only, not `F.mse_loss` (nor `nn.MSELoss`, which
+calls it): every function task forbids it, task 2 forbids autograd as well ("no autograd: use the
+formula you derive"), and task 5 the built-ins that compute a Gaussian's log-likelihood.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises import Diagnosis, Sealed, Verdict, check_answer, check_function, seeded
 from helpers.exercises.grading import task
+
+# The names the call watcher sees (helpers.exercises.grading): F.mse_loss is Python code that ends
+# in the built-in torch._C._nn.mse_loss, which a learner could also call directly.
+MSE_LOSS = ("torch.nn.functional.mse_loss", "torch._C._nn.mse_loss")
+# Every way to have PyTorch differentiate: Tensor.backward (Python code in torch._tensor) and
+# torch.autograd.grad, the functional API built on them, and torch.func (whose grad, vjp, jacrev
+# live in torch._functorch). Not all of torch.autograd: `torch.no_grad()` is harmless.
+AUTOGRAD = ("torch._tensor.Tensor.backward", "torch.autograd.backward", "torch.autograd.grad",
+            "torch.autograd.functional", "torch.func", "torch._functorch")
+GAUSSIAN_NLL = ("torch.nn.functional.gaussian_nll_loss", "torch.distributions")
 
 
 def _pairs() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -22,7 +37,7 @@ def _pairs() -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
-@task()
+@task(forbid=MSE_LOSS)
 def check_mse(mse) -> Verdict:
     """Task 1: `mse(input, target)`, the mean of the squared differences."""
     return check_function("mse", mse, F.mse_loss, _pairs(), [
@@ -45,7 +60,7 @@ def check_mse(mse) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=MSE_LOSS + AUTOGRAD)
 def check_mse_grad(mse_grad) -> Verdict:
     """Task 2: `mse_grad(input, target)`, the gradient of the mean loss w.r.t. the input."""
     return check_function("mse_grad", mse_grad,
@@ -65,7 +80,7 @@ def check_mse_grad(mse_grad) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=MSE_LOSS)
 def check_best_constant(best_constant) -> Verdict:
     """Task 3: `best_constant(target)`, the constant prediction with the smallest MSE."""
     g = seeded(3)
@@ -80,7 +95,7 @@ def check_best_constant(best_constant) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=MSE_LOSS)
 def check_fixed_shapes(fixed_loss) -> Verdict:
     """Task 4: `fixed_loss(prediction, target)` for predictions (N, 1) and targets (N,)."""
     g = seeded(4)
@@ -99,7 +114,7 @@ def check_fixed_shapes(fixed_loss) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=MSE_LOSS + GAUSSIAN_NLL)
 def check_gaussian_nll(gaussian_nll) -> Verdict:
     """Task 5: `gaussian_nll(input, target, var)`, the summed negative log-likelihood of
     Gaussian noise with variance `var`, constant included."""
@@ -137,11 +152,15 @@ def check_gaussian_nll(gaussian_nll) -> Verdict:
     ])
 
 
+# The answer of task 6, sealed (helpers.exercises.seal) so that it cannot be read here.
+SUM_OVER_MEAN = Sealed("0407fcee4780e1a3e94ec3a003cc6b8f15e151dd280d6b1ac17e5c77ef9017e9")
+
+
 @task()
 def check_sum_over_mean(sum_over_mean) -> Verdict:
     """Task 6 (conceptual): for predictions of shape (32, 1), how many times larger is the
     gradient of reduction='sum' than that of reduction='mean'?"""
-    return check_answer("sum_over_mean", sum_over_mean, 32.0, [
+    return check_answer("sum_over_mean", sum_over_mean, SUM_OVER_MEAN, [
         (1 / 32, "the other way around: the sum adds 32 gradients, the mean averages them"),
         (64.0, "the factor 2 of the square appears in both gradients, so it cancels"),
         (1.0, "the reductions differ by the division by N = 32"),
