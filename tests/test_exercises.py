@@ -19,6 +19,7 @@ from helpers.exercises import cross_entropy as ce
 from helpers.exercises import grading, student
 from helpers.exercises import learning_rate as lr_exercises
 from helpers.exercises import mse_loss as mse
+from helpers.exercises.grading import public_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "exercises" / "solutions").glob("*.ipynb"))
@@ -357,8 +358,8 @@ FORBIDDEN = [
 def test_an_answer_calling_a_forbidden_built_in_is_told_which(check, answer, name):
     verdict = check(answer)
     assert verdict.status == E.WRONG, verdict
-    assert verdict.message.startswith(f"your function calls {name}: this task asks you to write "
-                                      "it without "), verdict.message
+    told = f"your function calls {public_name(name)}: this task asks you to write it without "
+    assert verdict.message.startswith(told), verdict.message
 
 
 def test_every_task_that_forbids_a_built_in_is_tried_with_one():

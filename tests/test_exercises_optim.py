@@ -20,6 +20,7 @@ from helpers.exercises import adaptive as ad
 from helpers.exercises import gradient_descent as gd
 from helpers.exercises import grading
 from helpers.exercises import momentum as mo
+from helpers.exercises.grading import public_name
 from helpers.surfaces import quadratic, stable_learning_rate
 
 S = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
@@ -846,8 +847,8 @@ def unused_weight_by_torch():
 def test_an_answer_by_the_built_in_is_told_what_it_calls(check, answer, named):
     verdict = check(answer)
     assert verdict.status == E.WRONG, verdict
-    assert verdict.message.startswith(f"your function calls {named}: this task asks you to "
-                                      "write it without "), verdict.message
+    told = f"your function calls {public_name(named)}: this task asks you to write it without "
+    assert verdict.message.startswith(told), verdict.message
 
 
 def test_the_built_in_answers_are_right_apart_from_the_call():

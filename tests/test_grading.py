@@ -19,6 +19,7 @@ from helpers.exercises.grading import (
     grade,
     guarded,
     hidden_inputs,
+    public_name,
     score_summary,
     task,
 )
@@ -296,3 +297,23 @@ def test_an_answer_on_a_rounding_boundary_or_of_no_known_kind_is_not_sealed():
         seal("x", 0.1234565)
     with pytest.raises(TypeError, match="expected numbers"):
         seal("x", {"a": 1})
+
+
+@pytest.mark.parametrize("internal, public", [
+    ("torch._C._nn.softplus", "torch.nn.functional.softplus"),
+    ("torch._functorch.apis.grad", "torch.func.grad"),
+    ("torch._tensor.Tensor.backward", "torch.Tensor.backward"),
+    ("torch._C._special.special_log_softmax", "torch.special.log_softmax"),
+    ("torch.optim.sgd.SGD.step", "torch.optim.sgd.SGD.step"),
+])
+def test_a_forbidden_call_is_named_as_a_learner_writes_it(internal, public):
+    assert public_name(internal) == public
+
+
+def test_the_verdict_names_the_public_name_of_a_forbidden_built_in():
+    def answer(x):
+        return torch.nn.functional.softplus(x)
+
+    with pytest.raises(Forbidden, match=r"calls torch\.nn\.functional\.softplus: this task asks "
+                                        r"you to write it without torch\.nn\.functional\.softplus"):
+        guarded(answer, forbid=("torch._C._nn.softplus",))(torch.ones(2))

@@ -136,12 +136,33 @@ def guarded(learner, forbid: Sequence[str] = ()):
     return watched
 
 
+# where torch keeps what a learner calls by another name: the internal prefix, the public one
+_PUBLIC_NAMES = (
+    ("torch._C._nn.", "torch.nn.functional."),
+    ("torch._C._special.special_", "torch.special."),
+    ("torch._C._linalg.linalg_", "torch.linalg."),
+    ("torch._tensor.Tensor.", "torch.Tensor."),
+    ("torch._functorch.apis.", "torch.func."),
+    ("torch._functorch.eager_transforms.", "torch.func."),
+)
+
+
+def public_name(name: str) -> str:
+    """`name` as a learner writes it: torch._C._nn.softplus is torch.nn.functional.softplus."""
+    for internal, public in _PUBLIC_NAMES:
+        if name.startswith(internal):
+            return public + name.removeprefix(internal)
+    return name
+
+
 def _forbidden_message(name: str, forbid: Sequence[str]) -> str:
     banned = next((p for p in forbid if _matches(name, p)), None)
+    shown = public_name(name)
     if banned is None:
-        return (f"your function calls {name}, the course's own code: this task asks you to "
+        return (f"your function calls {shown}, the course's own code: this task asks you to "
                 "write it yourself")
-    return f"your function calls {name}: this task asks you to write it without {banned}"
+    return (f"your function calls {shown}: this task asks you to write it without "
+            f"{public_name(banned)}")
 
 
 # --------------------------------------------------------------------------------------------
