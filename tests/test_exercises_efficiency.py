@@ -1,19 +1,25 @@
 """Exercise checkers of chapter 11: typical mistakes get their hint, nothing crashes, the
-solutions pass, and the references agree with what they stand for.
+solutions pass (also on hidden inputs), an answer that calls what its task forbids loses it, and
+the references agree with what they stand for.
 
 The generic tests of tests/test_exercises.py (solutions pass, student notebooks run and say "not
 implemented yet", student notebooks up to date) cover this chapter's notebooks too.
 """
 
+import ast
+import importlib
 import math
 import re
 from pathlib import Path
 
+import nbformat
+import pytest
 import torch
 import torch.nn.functional as F
 from exercise_harness import exercise_tests
 
 from helpers.exercises import efficiency as ef
+from helpers.exercises.grading import TASKS, grade, hidden_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "exercises" / "solutions" / "11_efficient_optimization.ipynb"
@@ -221,7 +227,7 @@ MISTAKES = {
         (lambda: 100 * fraction()(), "that is a percentage"),
         (lambda: 350e6 * 28 / 5.6e-3, "that is the bandwidth the step reached"),
         (fraction(bytes_per_param=72), "a fraction above 1"),
-        (lambda: round(fraction()(), 2), "close, but not exact"),
+        (lambda: round(fraction()(), 2), "not the expected answer (you returned 0.88)"),
     ],
     ef.check_accumulate_gradients: [
         (accumulate(divide="none"), "the SUM of the micro-batches' mean-loss gradients"),
@@ -259,7 +265,6 @@ MISTAKES = {
         (clip(cap=False), "must be capped at 1"),
         (clip(per_tensor=True), "each tensor by its own norm"),
         (clip(order="unscale"), "unscaled but not clipped"),
-        (clip_grad_norm_on_the_gradients, "it clips the .grad of the tensors it is given"),
         (clip(order="multiply, clip"), "you MULTIPLIED the gradients by the scale"),
         (clip(eps=1e-7), "agree with the expected ones in dtype, shapes and global norm"),
         (clip(eps=0.0), "with 1e-6 added to the norm"),
@@ -361,10 +366,9 @@ def with_a_logging_pass(model, loss_fn, micro_batches):
 def in_place_unscale_and_clip(scaled_grads, scale, max_norm):  # as scaler.unscale_ does it
     for g in scaled_grads:
         g.div_(scale)
-    parameters = [torch.zeros_like(g, requires_grad=True) for g in scaled_grads]
-    for p, g in zip(parameters, scaled_grads):
-        p.grad = g
-    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in scaled_grads]))
+    for g in scaled_grads:
+        g.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
     return scaled_grads
 
 
@@ -411,8 +415,11 @@ def test_the_bytes_reference_counts_torchs_adam_state():
     assert ef._adam_bytes_reference(10, torch.float16, amsgrad=True) == moved == 180
 
 
-def test_the_roofline_answer():
-    assert math.isclose(ef._bandwidth_fraction(), 0.875)  # 9.8 GB at 2 TB/s: 4.9 ms of 5.6 ms
+def test_the_roofline_answer_is_the_bytes_of_task_1_at_full_bandwidth_over_the_time():
+    answer = solutions()["check_bandwidth_fraction"]()
+    fastest = ef._adam_bytes_reference(350_000_000, torch.float32) / 2.0e12
+    assert math.isclose(answer, fastest / 5.6e-3)  # 9.8 GB at 2 TB/s: 4.9 ms of 5.6 ms
+    assert ef.check_bandwidth_fraction(lambda: answer).passed
 
 
 def test_the_scale_reference_is_what_gradscaler_does():
@@ -528,3 +535,154 @@ def test_the_checkers_leave_torch_random_state_as_they_found_it():
     ef.check_accumulate_gradients(accumulate())
     ef.check_unscale_and_clip(clip())
     assert torch.equal(torch.get_rng_state(), before)
+
+
+# --------------------------------------------------------------------------------------------
+# Grading: what a task forbids, hidden inputs
+# --------------------------------------------------------------------------------------------
+
+
+def by_torchs_kernel(scale, growth_tracker, found_inf, growth_factor=2.0, backoff_factor=0.5,
+                     growth_interval=2000):
+    scale_tensor = torch.tensor([float(scale)])
+    tracker = torch.tensor([growth_tracker], dtype=torch.int32)
+    torch._amp_update_scale_(scale_tensor, tracker, torch.tensor([float(found_inf)]),
+                             growth_factor, backoff_factor, growth_interval)
+    return scale_tensor.item(), int(tracker.item())
+
+
+def by_a_grad_scaler(scale, growth_tracker, found_inf, growth_factor=2.0, backoff_factor=0.5,
+                     growth_interval=2000):
+    scaler = torch.amp.GradScaler("cpu", init_scale=scale, growth_factor=growth_factor,
+                                  backoff_factor=backoff_factor, growth_interval=growth_interval)
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.0)
+    scaler.scale((param * (math.inf if found_inf else 1.0)).sum()).backward()
+    scaler._growth_tracker.fill_(growth_tracker)
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale(), int(scaler._growth_tracker.item())
+
+
+def by_clip_grad_norm(scaled_grads, scale, max_norm):
+    parameters = [torch.zeros_like(g, requires_grad=True) for g in scaled_grads]
+    for p, g in zip(parameters, scaled_grads):
+        p.grad = g / scale
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    return [p.grad for p in parameters]
+
+
+def by_total_norm(scaled_grads, scale, max_norm):
+    grads = [g / scale for g in scaled_grads]
+    factor = torch.clamp(max_norm / (torch.nn.utils.get_total_norm(grads) + 1e-6), max=1.0)
+    return [g * factor for g in grads]
+
+
+FORBIDDEN = [
+    (ef.check_update_scale, by_torchs_kernel, "torch._amp_update_scale_"),
+    (ef.check_update_scale, by_a_grad_scaler, "torch.amp.grad_scaler.GradScaler"),
+    (ef.check_unscale_and_clip, by_clip_grad_norm, "torch.nn.utils.clip_grad.clip_grad_norm_"),
+    (ef.check_unscale_and_clip, by_total_norm, "torch.nn.utils.clip_grad._get_total_norm"),
+]
+
+
+@pytest.mark.parametrize("check, answer, call", FORBIDDEN,
+                         ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(FORBIDDEN)])
+def test_an_answer_that_calls_the_forbidden_builtin_loses_the_task(check, answer, call):
+    assert check.__wrapped__(answer).passed  # right, but by what the task forbids
+    verdict = check(answer)
+    assert not verdict.passed
+    assert verdict.message.startswith(f"your function calls {call}"), verdict.message
+    assert ": this task asks you to write it without torch." in verdict.message
+
+
+def test_clip_grad_norm_on_the_bare_gradients_is_forbidden_before_it_clips_nothing():
+    verdict = ef.check_unscale_and_clip(clip_grad_norm_on_the_gradients)
+    assert verdict.message.startswith(
+        "your function calls torch.nn.utils.clip_grad.clip_grad_norm_")
+
+
+def test_every_task_that_asks_for_a_builtin_by_hand_forbids_it():
+    forbid = {t.checker: t.forbid for t in TASKS[ef.__name__]}
+    assert {c.__name__ for c, *_ in FORBIDDEN} == {name for name, banned in forbid.items()
+                                                   if banned}
+
+
+def solutions() -> dict[str, object]:
+    """The solution notebook's answers by checker name: its cells run in-process, each check
+    cell read for the checker and the answer it is given, not run."""
+    namespace, answers = {}, {}
+    for cell in nbformat.read(SOLUTION, as_version=4).cells:
+        if cell.cell_type != "code" or "score_summary" in cell.source:
+            continue
+        first = ast.parse(cell.source).body[0]
+        call = first.value if isinstance(first, ast.Expr) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "").startswith("check_"):
+            answers[call.func.id] = call.args[0].id
+        else:
+            exec(compile(cell.source, "<cell>", "exec"), namespace)  # noqa: S102 - our notebook
+    return {check: namespace[answer] for check, answer in answers.items()}
+
+
+def test_the_solutions_pass_the_hidden_tests_under_any_seed():
+    answers = solutions()
+    assert sorted(answers) == sorted(t.checker for t in TASKS[ef.__name__])
+    for name, answer in answers.items():
+        for seed in range(1, 11):
+            grade(getattr(ef, name), answer, seed=seed)
+
+
+def test_an_answer_that_learns_the_visible_inputs_by_heart_fails_the_hidden_test():
+    table = {(numel, dtype, bool(rest and rest[0])): ef._adam_bytes_reference(numel, dtype, *rest)
+             for numel, dtype, *rest in ef.adam_bytes_cases()}
+
+    def by_heart(numel, dtype, amsgrad=False):
+        return table.get((numel, dtype, amsgrad), 0)
+
+    assert ef.check_adam_step_bytes(by_heart).passed  # the visible inputs: all known
+    with pytest.raises(AssertionError, match="on the hidden inputs"):
+        grade(ef.check_adam_step_bytes, by_heart, seed=71518)
+
+
+def test_a_transformed_roofline_answer_gets_its_hint_without_the_answer_in_the_source():
+    source = Path(ef.__file__).read_text()
+    assert "0.875" not in source and "87.5" not in source and "1.75e12" not in source
+    assert ef.check_bandwidth_fraction(lambda: 8 / 7).message.startswith("upside down")
+
+
+def resolve(dotted: str):
+    """The object a dotted name stands for: its longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(dotted)
+
+
+VERSIONED = {"torch.nn.utils.clip_grad.get_total_norm", "torch.nn.utils.clip_grad._get_total_norm",
+             "torch.nn.utils.clip_grad.clip_grads_with_norm_",
+             "torch.nn.utils.clip_grad._clip_grads_with_norm_"}  # torch >= 2.6, named as it varies
+
+
+@pytest.mark.parametrize("name", sorted({n for t in TASKS[ef.__name__] for n in t.forbid}))
+def test_every_forbidden_name_exists(name):
+    """A misspelt name would forbid nothing (the two halves of clipping come with torch 2.6,
+    with or without an underscore)."""
+    if name in VERSIONED and not hasattr(torch.nn.utils.clip_grad, name.rsplit(".", 1)[1]):
+        pytest.skip(f"{name} is not in torch {torch.__version__}")
+    assert resolve(name) is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
+    with hidden_inputs(seed):
+        for check, table in MISTAKES.items():
+            for wrong, hint in table:
+                verdict = check(wrong)
+                assert not verdict.passed and hint in verdict.message, (check.__name__,
+                                                                        verdict.message)

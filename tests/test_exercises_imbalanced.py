@@ -1,20 +1,29 @@
 """Exercise checkers of chapter 10: typical mistakes get their hint, nothing crashes, the
-solutions pass, and the references agree with what they stand for.
+solutions pass (also on hidden inputs), an answer that calls what its task forbids loses it, and
+the references agree with what they stand for.
 
 The generic tests of tests/test_exercises.py (solutions pass, student notebooks run and say "not
 implemented yet", student notebooks up to date) cover this chapter's notebooks too.
 """
 
+import ast
+import importlib
 import math
 from pathlib import Path
 
+import nbformat
+import numpy as np
 import pytest
+import sklearn.metrics as sk
 import torch
 import torch.nn.functional as F
 from exercise_harness import exercise_tests
+from sklearn.calibration import calibration_curve
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 
 from helpers import calibration, losses, metrics
 from helpers.exercises import imbalanced as im
+from helpers.exercises.grading import TASKS, grade, hidden_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "exercises" / "solutions" / "10_imbalanced_data.ipynb"
@@ -287,19 +296,24 @@ def test_every_correct_form_passes():
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # as scikit-learn
 def test_the_course_helpers_pass_the_checkers():
-    # the chapter's own implementations, checked like a learner's: they agree with the references
+    # the chapter's own implementations, checked unwatched: they agree with the references (a
+    # learner's answer that calls them loses the task, as the last lines show)
     def mcc_of_labels(tp, fp, fn, tn):
         y_true = torch.tensor([1] * tp + [0] * fp + [1] * fn + [0] * tn)
         y_pred = torch.tensor([1] * tp + [1] * fp + [0] * fn + [0] * tn)
         return metrics.matthews_corrcoef(y_true, y_pred)
 
-    assert im.check_matthews_from_counts(mcc_of_labels).passed
-    assert im.check_balanced_accuracy(lambda y, p, adjusted=False: metrics.balanced_accuracy_score(
-        y, p, adjusted=adjusted)).passed
-    assert im.check_roc_auc(metrics.roc_auc_score).passed
-    assert im.check_sigmoid_focal_loss(losses.sigmoid_focal_loss).passed
-    assert im.check_expected_calibration_error(lambda y, p, n_bins=10: (
+    assert im.check_matthews_from_counts.__wrapped__(mcc_of_labels).passed
+    assert im.check_balanced_accuracy.__wrapped__(
+        lambda y, p, adjusted=False: metrics.balanced_accuracy_score(y, p, adjusted=adjusted)
+    ).passed
+    assert im.check_roc_auc.__wrapped__(metrics.roc_auc_score).passed
+    assert im.check_sigmoid_focal_loss.__wrapped__(losses.sigmoid_focal_loss).passed
+    assert im.check_expected_calibration_error.__wrapped__(lambda y, p, n_bins=10: (
         calibration.expected_calibration_error(y, p, n_bins=n_bins))).passed
+    verdict = im.check_matthews_from_counts(mcc_of_labels)
+    assert not verdict.passed and "calls helpers.metrics" in verdict.message
+    assert "the course's own code" in verdict.message
 
 
 def test_a_python_division_by_zero_elsewhere_is_still_reported_as_an_error():
@@ -387,3 +401,154 @@ def test_the_checkers_leave_torch_random_state_as_they_found_it():
     im.check_sample_weights(lambda y: 1.0 / torch.bincount(y)[y])
     im.check_sigmoid_focal_loss(focal())
     assert torch.equal(torch.get_rng_state(), before)
+
+
+# --------------------------------------------------------------------------------------------
+# Grading: what a task forbids, hidden inputs
+# --------------------------------------------------------------------------------------------
+
+
+def sklearn_mcc(tp, fp, fn, tn):
+    y_true, y_pred = np.repeat([1, 0, 1, 0], [tp, fp, fn, tn]), np.repeat([1, 1, 0, 0],
+                                                                          [tp, fp, fn, tn])
+    return float(sk.matthews_corrcoef(y_true, y_pred))
+
+
+def sklearn_threshold(y_true, scores, target_recall=0.9):
+    _, tpr, thresholds = sk.roc_curve(y_true.numpy(), scores.numpy(), drop_intermediate=False)
+    return float(thresholds[np.argmax(tpr >= target_recall)])
+
+
+def sklearn_pos_weight(targets):
+    weights = [compute_class_weight("balanced", classes=np.array([0.0, 1.0]), y=column)
+               for column in targets.T.double().numpy()]
+    return torch.tensor([w1 / w0 for w0, w1 in weights], dtype=targets.dtype)
+
+
+def sklearn_ece(y_true, y_prob, n_bins=10):
+    prob_true, prob_pred = calibration_curve(y_true.numpy(), y_prob.numpy(), n_bins=n_bins)
+    counts = np.bincount(np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], y_prob.numpy()),
+                         minlength=n_bins)
+    return float(np.sum(counts[counts > 0] / len(y_prob) * np.abs(prob_true - prob_pred)))
+
+
+def torchvision_focal(logits, targets, alpha=0.25, gamma=2.0):
+    from torchvision.ops import sigmoid_focal_loss
+
+    return sigmoid_focal_loss(logits, targets, alpha, gamma, reduction="none")
+
+
+FORBIDDEN = [
+    (im.check_matthews_from_counts, sklearn_mcc, "sklearn.metrics"),
+    (im.check_balanced_accuracy, lambda y, p, adjusted=False: float(
+        sk.balanced_accuracy_score(y.numpy(), p.numpy(), adjusted=adjusted)), "sklearn.metrics"),
+    (im.check_roc_auc, lambda y, s: float(sk.roc_auc_score(y.numpy(), s.numpy())),
+     "sklearn.metrics"),
+    (im.check_pos_weight, sklearn_pos_weight, "sklearn.utils.class_weight"),
+    (im.check_sample_weights, lambda y: torch.from_numpy(compute_sample_weight(
+        "balanced", y.numpy())), "sklearn.utils.class_weight"),
+    (im.check_sigmoid_focal_loss, torchvision_focal, "torchvision.ops"),
+    (im.check_threshold_for_recall, sklearn_threshold, "sklearn.metrics"),
+    (im.check_expected_calibration_error, sklearn_ece, "sklearn.calibration"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # as scikit-learn
+@pytest.mark.parametrize("check, answer, banned", FORBIDDEN,
+                         ids=[c.__name__ for c, *_ in FORBIDDEN])
+def test_an_answer_that_calls_the_forbidden_library_function_loses_the_task(check, answer,
+                                                                            banned):
+    # torchvision imported as helpers.losses does it, so that it imports beside a CPU-only torch
+    losses.torchvision_sigmoid_focal_loss(torch.zeros(1), torch.zeros(1))
+    assert check.__wrapped__(answer).passed  # right, but by what the task forbids
+    verdict = check(answer)
+    assert not verdict.passed
+    assert verdict.message.startswith(f"your function calls {banned}."), verdict.message
+    assert f": this task asks you to write it without {banned}" in verdict.message
+
+
+def test_every_task_that_asks_for_a_library_function_by_hand_forbids_it():
+    forbid = {t.checker: t.forbid for t in TASKS[im.__name__]}
+    assert {c.__name__ for c, *_ in FORBIDDEN} == {name for name, banned in forbid.items()
+                                                   if banned}
+
+
+def solutions() -> dict[str, object]:
+    """The solution notebook's answers by checker name: its cells run in-process, each check
+    cell read for the checker and the answer it is given, not run."""
+    namespace, answers = {}, {}
+    for cell in nbformat.read(SOLUTION, as_version=4).cells:
+        if cell.cell_type != "code" or "score_summary" in cell.source:
+            continue
+        first = ast.parse(cell.source).body[0]
+        call = first.value if isinstance(first, ast.Expr) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "").startswith("check_"):
+            answers[call.func.id] = call.args[0].id
+        else:
+            exec(compile(cell.source, "<cell>", "exec"), namespace)  # noqa: S102 - our notebook
+    return {check: namespace[answer] for check, answer in answers.items()}
+
+
+def test_the_solutions_pass_the_hidden_tests_under_any_seed():
+    answers = solutions()
+    assert sorted(answers) == sorted(t.checker for t in TASKS[im.__name__])
+    for name, answer in answers.items():
+        for seed in range(1, 11):
+            grade(getattr(im, name), answer, seed=seed)
+
+
+def test_an_answer_that_learns_the_visible_inputs_by_heart_fails_the_hidden_test():
+    table = {targets.numpy().tobytes(): (targets.shape[0] - targets.sum(0)) / targets.sum(0)
+             for targets in (case[0] for case in visible_pos_weight_cases())}
+
+    def by_heart(targets):
+        return table.get(targets.numpy().tobytes(), torch.ones(targets.shape[1],
+                                                              dtype=targets.dtype))
+
+    assert im.check_pos_weight(by_heart).passed  # the visible inputs: all known
+    with pytest.raises(AssertionError, match="on the hidden inputs"):
+        grade(im.check_pos_weight, by_heart, seed=53770)
+
+
+def visible_pos_weight_cases() -> list[tuple]:
+    """The inputs the pos_weight checker gives, read by running it on a recording answer."""
+    seen = []
+
+    def recording(targets):  # a right answer, so that the checker goes through every case
+        seen.append((targets.clone(),))
+        return (targets.shape[0] - targets.sum(0)) / targets.sum(0)
+
+    im.check_pos_weight(recording)
+    return seen
+
+
+def resolve(dotted: str):
+    """The object a dotted name stands for: its longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(dotted)
+
+
+
+@pytest.mark.parametrize("name", sorted({n for t in TASKS[im.__name__] for n in t.forbid}))
+def test_every_forbidden_name_exists(name):
+    """A misspelt name would forbid nothing."""
+    losses.torchvision_sigmoid_focal_loss(torch.zeros(1), torch.zeros(1))  # importable
+    assert resolve(name) is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
+    with hidden_inputs(seed):
+        for check, table in MISTAKES.items():
+            for wrong, hint in table:
+                verdict = check(wrong)
+                assert not verdict.passed and hint in verdict.message, (check.__name__,
+                                                                        verdict.message)

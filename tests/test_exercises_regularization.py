@@ -1,18 +1,23 @@
 """Exercise checkers of chapter 09: typical mistakes get their hint, nothing crashes, the
-solutions pass.
+solutions pass (also on hidden inputs), and an answer that calls what its task forbids loses it.
 
 The generic tests of tests/test_exercises.py (solutions pass, student notebooks run and say "not
 implemented yet", student notebooks up to date) cover this chapter's notebooks too.
 """
 
+import ast
+import importlib
 from pathlib import Path
 
+import nbformat
+import pytest
 import torch
 import torch.nn.functional as F
 from exercise_harness import exercise_tests
 
 from helpers import optim, regularization
 from helpers.exercises import regularization as rg
+from helpers.exercises.grading import TASKS, grade, hidden_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "exercises" / "solutions" / "09_overfitting_and_regularization.ipynb"
@@ -207,6 +212,7 @@ globals().update(exercise_tests(MISTAKES, SOLUTION))
 
 def test_the_course_helpers_pass_the_checkers_that_compare_with_torch():
     # the checkers' references are torch's own optimizers and dropout: helpers agrees with them
+    # (checked unwatched: a learner calling the course's own code loses the task, see below)
     def helpers_sgd(param, grad, momentum_buffer, lr, momentum, weight_decay):
         param = param.clone()
         buffer = optim.sgd_step(param, grad, momentum_buffer, lr=lr, momentum=momentum,
@@ -220,21 +226,21 @@ def test_the_course_helpers_pass_the_checkers_that_compare_with_torch():
                         decoupled_weight_decay=True)
         return param
 
-    assert rg.check_sgd_weight_decay_step(helpers_sgd).passed
-    assert rg.check_adamw_first_step(helpers_adamw).passed
-    assert rg.check_inverted_dropout(regularization.dropout).passed
-    assert rg.check_weight_decay_groups(regularization.weight_decay_groups).passed
-    assert rg.check_soft_threshold(regularization.soft_threshold).passed
+    assert rg.check_sgd_weight_decay_step.__wrapped__(helpers_sgd).passed
+    assert rg.check_adamw_first_step.__wrapped__(helpers_adamw).passed
+    assert rg.check_inverted_dropout.__wrapped__(regularization.dropout).passed
+    assert rg.check_weight_decay_groups.__wrapped__(regularization.weight_decay_groups).passed
+    assert rg.check_soft_threshold.__wrapped__(regularization.soft_threshold).passed
+    # watched, the same answers call the course's own code
+    verdict = rg.check_sgd_weight_decay_step(helpers_sgd)
+    assert not verdict.passed and "calls helpers.optim.sgd_step, the course's own code" in (
+        verdict.message)
 
 
 def test_every_correct_form_passes():
-    assert rg.check_inverted_dropout(F.dropout).passed
-    assert rg.check_inverted_dropout(lambda x, p, training=True: torch.nn.Dropout(p).train(
-        training)(x)).passed
     assert rg.check_weight_decay_groups(by_dimension).passed
     assert rg.check_weight_decay_groups(groups()).passed
     assert rg.check_soft_threshold(lambda x, t: x - x.clamp(-t, t)).passed
-    assert rg.check_soft_threshold(lambda x, t: F.softshrink(x, t)).passed
 
     def with_tensors(train_losses, val_losses):  # 0-d tensors, computed in float64
         train, val = (torch.tensor(v, dtype=torch.float64) for v in (train_losses, val_losses))
@@ -272,3 +278,127 @@ def test_a_wrong_group_is_named_not_reported_as_an_error():
     assert message.startswith("your function returned groups without 0.bias, 1.weight, 1.bias, "
                               "3.bias: a parameter in no group is never trained")
     assert "raised" not in message
+
+
+# --------------------------------------------------------------------------------------------
+# Grading: what a task forbids, hidden inputs
+# --------------------------------------------------------------------------------------------
+
+
+def torch_sgd(param, grad, momentum_buffer, lr, momentum, weight_decay):
+    p = param.clone().requires_grad_()
+    optimizer = torch.optim.SGD([p], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if momentum_buffer is not None:
+        optimizer.state[p]["momentum_buffer"] = momentum_buffer.clone()
+    p.grad = grad.clone()
+    optimizer.step()
+    return p.detach(), optimizer.state[p]["momentum_buffer"]
+
+
+def torch_adamw(param, grad, lr, weight_decay=1e-2, eps=1e-8):
+    p = param.clone().requires_grad_()
+    p.grad = grad.clone()
+    torch.optim.AdamW([p], lr=lr, weight_decay=weight_decay, eps=eps).step()
+    return p.detach()
+
+
+FORBIDDEN = [
+    (rg.check_sgd_weight_decay_step, torch_sgd, "torch.optim.sgd.SGD", "torch.optim"),
+    (rg.check_adamw_first_step, torch_adamw, "torch.optim.adamw.AdamW", "torch.optim"),
+    (rg.check_soft_threshold, lambda x, t: F.softshrink(x, t), "torch.nn.functional.softshrink",
+     "torch.nn.functional.softshrink"),
+    (rg.check_soft_threshold, lambda x, t: torch.nn.Softshrink(t)(x),
+     "torch.nn.modules.activation.Softshrink", "torch.nn.modules.activation.Softshrink"),
+    (rg.check_proximal_l1_step, lambda p, g, lr, l1: F.softshrink(p - lr * g, lr * l1),
+     "torch.nn.functional.softshrink", "torch.nn.functional.softshrink"),
+    (rg.check_inverted_dropout, F.dropout, "torch.nn.functional.dropout",
+     "torch.nn.functional.dropout"),
+    (rg.check_inverted_dropout,
+     lambda x, p, training=True: torch.nn.Dropout(p).train(training)(x),
+     "torch.nn.modules.dropout", "torch.nn.modules.dropout"),
+    (rg.check_inverted_dropout, lambda x, p, training=True: torch.dropout(x, p, training),
+     "torch.dropout", "torch.dropout"),
+]
+
+
+@pytest.mark.parametrize("check, answer, call, banned", FORBIDDEN,
+                         ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(FORBIDDEN)])
+def test_an_answer_that_calls_the_forbidden_builtin_loses_the_task(check, answer, call, banned):
+    assert check.__wrapped__(answer).passed  # right, but by the built-in the task forbids
+    verdict = check(answer)
+    assert not verdict.passed
+    assert verdict.message.startswith(f"your function calls {call}"), verdict.message
+    assert f": this task asks you to write it without {banned}" in verdict.message
+
+
+def test_every_task_that_asks_for_a_builtin_by_hand_forbids_it():
+    forbid = {t.checker: t.forbid for t in TASKS[rg.__name__]}
+    assert {c.__name__ for c, *_ in FORBIDDEN} == {name for name, banned in forbid.items()
+                                                   if banned}
+
+
+def solutions() -> dict[str, object]:
+    """The solution notebook's answers by checker name: its cells run in-process, each check
+    cell read for the checker and the answer it is given, not run."""
+    namespace, answers = {}, {}
+    for cell in nbformat.read(SOLUTION, as_version=4).cells:
+        if cell.cell_type != "code" or "score_summary" in cell.source:
+            continue
+        first = ast.parse(cell.source).body[0]
+        call = first.value if isinstance(first, ast.Expr) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "").startswith("check_"):
+            answers[call.func.id] = call.args[0].id
+        else:
+            exec(compile(cell.source, "<cell>", "exec"), namespace)  # noqa: S102 - our notebook
+    return {check: namespace[answer] for check, answer in answers.items()}
+
+
+def test_the_solutions_pass_the_hidden_tests_under_any_seed():
+    answers = solutions()
+    assert sorted(answers) == sorted(t.checker for t in TASKS[rg.__name__])
+    for name, answer in answers.items():
+        for seed in range(1, 11):
+            grade(getattr(rg, name), answer, seed=seed)
+
+
+def test_an_answer_that_learns_the_visible_inputs_by_heart_fails_the_hidden_test():
+    table = {(x.numpy().tobytes(), t): regularization.soft_threshold(x, t)
+             for x, t in rg.threshold_cases()}
+
+    def by_heart(x, threshold):
+        return table.get((x.numpy().tobytes(), threshold), x)
+
+    assert rg.check_soft_threshold(by_heart).passed  # the visible inputs: all known
+    with pytest.raises(AssertionError, match="on the hidden inputs"):
+        grade(rg.check_soft_threshold, by_heart, seed=87084)
+
+
+def resolve(dotted: str):
+    """The object a dotted name stands for: its longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(dotted)
+
+
+
+@pytest.mark.parametrize("name", sorted({n for t in TASKS[rg.__name__] for n in t.forbid}))
+def test_every_forbidden_name_exists(name):
+    """A misspelt name would forbid nothing."""
+    assert resolve(name) is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
+    with hidden_inputs(seed):
+        for check, table in MISTAKES.items():
+            for wrong, hint in table:
+                verdict = check(wrong)
+                assert not verdict.passed and hint in verdict.message, (check.__name__,
+                                                                        verdict.message)

@@ -25,6 +25,12 @@ unscaling and all-reducing are done in place in practice, and a function that do
 spoil the next call. Gradients are described by their dtype, shapes and global norm; where the
 learner's and the expected ones look alike in that description, the verdict names instead where
 their values differ most (`_told_apart`).
+
+The loss-scaling tasks forbid what they ask the learner to write (`task(forbid=...)`):
+GradScaler and its update kernel, and torch's gradient clipping. The answer of the question
+(task 2) is sealed. The checkers of functions draw their inputs with `seeded` (and the initial
+weights with `input_seed`), so that a hidden test gives other ones; where the cases are chosen
+by hand, one more case is drawn.
 """
 
 from __future__ import annotations
@@ -40,19 +46,33 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from helpers.exercises import (
+    WRONG,
     BadReturn,
     Diagnosis,
+    Sealed,
     Verdict,
     as_number,
     check_answer,
     check_function,
     check_procedure,
+    input_seed,
     lists_as_tuples,
+    seal,
     seeded,
     values_differ,
     wrong,
 )
 from helpers.exercises.grading import task
+
+GRAD_SCALER = ("torch.amp", "torch.cuda.amp", "torch._amp_update_scale_",
+               "torch._amp_foreach_non_finite_check_and_unscale_")
+"""torch.amp.GradScaler (and its older torch.cuda.amp home) and the kernels it calls."""
+
+CLIP_GRAD = tuple(f"torch.nn.utils.clip_grad.{name}" for name in (
+    "clip_grad_norm_", "clip_grad_norm", "get_total_norm", "_get_total_norm",
+    "clip_grads_with_norm_", "_clip_grads_with_norm_"))
+"""torch's clipping by the global norm, and its two halves (the norm, the scaling) as torch
+2.6 and later define them."""
 
 
 class _Tensors(list):
@@ -113,21 +133,31 @@ def _adam_bytes(read: int = 4, written: int = 3, amsgrad_extra: int = 2, bits: b
     return adam_step_bytes
 
 
-def _unfused_adam_bytes(numel, dtype, amsgrad=False) -> int:
+def _unfused_adam_bytes() -> Callable:
     """The bytes the unfused Adam step (`torch.optim.Adam(foreach=False)`, one element-wise
     kernel after another) moves in float32 without AMSGrad, 72 per parameter: 18 tensors of 4
     bytes, each read or written by one kernel (lerp_ 3, mul_ 2, addcmul_ 3, sqrt 2, division 2,
     add_ 2, addcdiv_ 4). Other dtypes and AMSGrad are not counted (it raises there)."""
-    if dtype != torch.float32 or amsgrad:
-        raise ValueError(f"expected float32 without AMSGrad but got {dtype}, amsgrad={amsgrad}")
-    return numel * 18 * dtype.itemsize
+    def adam_step_bytes(numel, dtype, amsgrad=False):
+        if dtype != torch.float32 or amsgrad:
+            raise ValueError(f"expected float32 without AMSGrad but got {dtype}, "
+                             f"amsgrad={amsgrad}")
+        return numel * 18 * dtype.itemsize
+    return adam_step_bytes
+
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def adam_bytes_cases() -> list[tuple]:
     """(numel, dtype[, amsgrad]): GPT-2 small's 124 M parameters, half precision, float64,
-    AMSGrad."""
+    AMSGrad, and one drawn."""
+    g = seeded(116)
+    drawn = (int(torch.randint(1, 10**10, (1,), generator=g)),
+             _DTYPES[int(torch.randint(0, len(_DTYPES), (1,), generator=g))],
+             bool(torch.randint(0, 2, (1,), generator=g)))
     return [(1000, torch.float32), (124_439_808, torch.float32), (7, torch.float16, True),
-            (10**9, torch.bfloat16), (3, torch.float64, True), (5, torch.float32, False)]
+            (10**9, torch.bfloat16), (3, torch.float64, True), (5, torch.float32, False), drawn]
 
 
 _UNFUSED = ("72 bytes per float32 parameter, 18 tensors, is what the unfused step moves "
@@ -168,7 +198,7 @@ def check_adam_step_bytes(adam_step_bytes) -> Verdict:
         Diagnosis(_adam_bytes(amsgrad_extra=1),
                   "AMSGrad's max_exp_avg_sq is read AND written back (it is updated in place by "
                   "the maximum): 2 more tensors, not 1"),
-        Diagnosis(_unfused_adam_bytes, _UNFUSED),
+        Diagnosis(_unfused_adam_bytes(), _UNFUSED),
     ], rtol=1e-12, atol=0.0)
 
 
@@ -176,55 +206,75 @@ def check_adam_step_bytes(adam_step_bytes) -> Verdict:
 # Task 2 (a question): how close to the roofline is a measured step?
 # --------------------------------------------------------------------------------------------
 
-ROOFLINE_QUESTION = {"numel": 350_000_000, "dtype": torch.float32, "step_seconds": 5.6e-3,
-                     "bandwidth": 2.0e12}
-"""Task 2: a fused Adam step over `numel` parameters of `dtype` (no AMSGrad) took
-`step_seconds` on a device whose memory moves `bandwidth` bytes per second."""
+_ROOFLINE_ANSWER = Sealed("4ba2560c7cbc1e6c09d5f77adef0c4cee9aaf9af5834c3e6447a6a37b2167418")
+"""Task 2's answer, sealed: the question (a fused Adam step over 350 M float32 parameters, no
+AMSGrad, measured at 5.6 ms on a memory of 2.0 TB/s) is in the task's text."""
+
+_TRANSFORMED_ANSWERS = (
+    (lambda got: 1 / got,
+     "upside down: the fraction is the fastest possible time (bytes / bandwidth) divided by the "
+     "measured time, at most 1"),
+    (lambda got: got / 8, "that counts bits: a float32 element is 4 bytes"),
+    (lambda got: got / 100,
+     "that is a percentage: the question asks for the fraction, a number between 0 and 1 "
+     "(divide by 100)"),
+    (lambda got: got / 2.0e12,
+     "that is the bandwidth the step reached, in bytes per second (the bytes it must move "
+     "divided by the measured time): the fraction divides it by the bandwidth the memory can "
+     "reach, the GPU's 2.0 TB/s"),
+)
+"""Task 2's wrong answers that are the right one transformed, each with the transformation's
+inverse (which gives the sealed answer back) and its hint: written so, they do not give the
+answer away."""
 
 
-def _bandwidth_fraction(tensors: int = 7, itemsize: int = 4, bandwidth: float = 2.0e12) -> float:
-    """The fraction of the bandwidth reached when the step moves `tensors` tensors."""
-    q = ROOFLINE_QUESTION
-    return q["numel"] * itemsize * tensors / bandwidth / q["step_seconds"]
+def _transformed_answer_hint(got) -> str | None:
+    """The hint of `_TRANSFORMED_ANSWERS` whose inverse turns `got` into the sealed answer."""
+    number = as_number(got)
+    if number is None or number == 0 or not math.isfinite(number):
+        return None
+    for undo, hint in _TRANSFORMED_ANSWERS:
+        try:
+            if seal("bandwidth_fraction", undo(number)) == _ROOFLINE_ANSWER:
+                return hint
+        except ValueError:  # on a rounding boundary: not this one
+            continue
+    return None
 
 
 @task()
 def check_bandwidth_fraction(bandwidth_fraction) -> Verdict:
-    """Task 2 (a question): the fraction of the memory bandwidth the step of
-    `ROOFLINE_QUESTION` reaches: (bytes it must move / bandwidth) / measured time."""
-    q = ROOFLINE_QUESTION
-    fastest = _adam_bytes_reference(q["numel"], q["dtype"]) / q["bandwidth"]
-    return check_answer("bandwidth_fraction", bandwidth_fraction, fastest / q["step_seconds"], [
-        (_bandwidth_fraction(tensors=4),
-         "you counted the four tensors the step reads (the memory they occupy), 16 bytes per "
-         "parameter: it also writes back param, exp_avg and exp_avg_sq, 28 bytes per "
-         "parameter in all"),
-        (_bandwidth_fraction(tensors=6),
-         "the gradient is read too: 4 tensors read and 3 written, 7 x 4 bytes per parameter"),
-        (_bandwidth_fraction(tensors=8),
-         "a fraction of exactly 1 would mean the step runs at the roofline: the gradient is "
-         "only read, not written; 7 tensors move, not 8"),
-        (_bandwidth_fraction(bandwidth=2 * 2.0**40),
+    """Task 2 (a question): the fraction of the memory bandwidth the measured step reaches:
+    (bytes it must move / bandwidth) / measured time. The answer is sealed."""
+    answers = []
+
+    def recorded():
+        answers.append(bandwidth_fraction())
+        return answers[-1]
+
+    verdict = check_answer("bandwidth_fraction",
+                           recorded if callable(bandwidth_fraction) else bandwidth_fraction,
+                           _ROOFLINE_ANSWER, [
+        (0.5, "you counted the four tensors the step reads (the memory they occupy), 16 bytes "
+              "per parameter: it also writes back param, exp_avg and exp_avg_sq, 28 bytes per "
+              "parameter in all"),
+        (0.75, "the gradient is read too: 4 tensors read and 3 written, 7 x 4 bytes per "
+               "parameter"),
+        (1.0, "a fraction of exactly 1 would mean the step runs at the roofline: the gradient "
+              "is only read, not written; 7 tensors move, not 8"),
+        (0.7958078640513122,
          "TB/s here is 10^12 bytes per second (vendors quote decimal units), not 2^40"),
-        (1 / _bandwidth_fraction(),
-         "upside down: the fraction is the fastest possible time (bytes / bandwidth) divided "
-         "by the measured time, at most 1"),
-        (_bandwidth_fraction(itemsize=32),
-         "that counts bits: a float32 element is 4 bytes"),
-        (100 * _bandwidth_fraction(),
-         "that is a percentage: the question asks for the fraction, a number between 0 and 1 "
-         "(divide by 100)"),
-        (_bandwidth_fraction() * q["bandwidth"],
-         "that is the bandwidth the step reached, in bytes per second (the bytes it must move "
-         "divided by the measured time): the fraction divides it by the bandwidth the memory "
-         "can reach, the GPU's 2.0 TB/s"),
-        (_bandwidth_fraction(tensors=18),
+        (2.25,
          "a fraction above 1 would mean the step moved its bytes faster than the memory can, "
          "so something is upside down or counted too often: 2.25 comes from 72 bytes per "
          "parameter (18 tensors), what the unfused step moves, each of its kernels reading and "
          "writing whole tensors; the roofline counts the minimum a fused step must move, 7 "
          "tensors, 28 bytes per parameter"),
     ], rtol=1e-9, atol=0.0)
+    if verdict.status == WRONG and verdict.message.startswith("not the expected answer") and (
+            hint := _transformed_answer_hint(answers[0] if answers else None)):
+        return wrong("bandwidth_fraction", hint)
+    return verdict
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +372,7 @@ class _AccumulationCase:
         g = seeded(self.seed)
         features, outputs = (3, 2) if self.kind == "regression" else (4, 3)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(input_seed(self.seed))  # other initial weights in a hidden test
             model = torch.nn.Sequential(torch.nn.Linear(features, 6), torch.nn.Tanh(),
                                         torch.nn.Linear(6, outputs)).to(self.dtype)
         for parameter in model.parameters():  # what the previous step left
@@ -521,16 +571,35 @@ class _ScaleCase:
         return _Trajectory(trajectory)
 
 
+def drawn_scale_case(seed: int) -> _ScaleCase:
+    """A run drawn from `seeded(seed)`: a power-of-two scale, an interval of 1 to 4 steps, a
+    tracker below it, the factors of torch's defaults or others, and 12 steps of which about
+    one in four finds an inf."""
+    g = seeded(seed)
+
+    def pick(choices: tuple):
+        return choices[int(torch.randint(0, len(choices), (1,), generator=g))]
+
+    interval = int(torch.randint(1, 5, (1,), generator=g))
+    tracker = int(torch.randint(0, interval, (1,), generator=g))
+    scale = 2.0 ** int(torch.randint(8, 17, (1,), generator=g))
+    infs = "".join("x" if u < 0.25 else "." for u in torch.rand(12, generator=g).tolist())
+    return _ScaleCase(scale, tracker, infs, growth_factor=pick((2.0, 1.5, 4.0)),
+                      backoff_factor=pick((0.5, 0.25)), growth_interval=interval)
+
+
 def scale_cases() -> list[_ScaleCase]:
     """Clean steps only; infs amid clean steps; an inf on the step that would grow; the defaults
-    near the end of an interval; a growth every step (interval 1) with other factors."""
+    near the end of an interval; a growth every step (interval 1) with other factors; a drawn
+    run."""
     return [_ScaleCase(65536.0, 0, ".......", growth_interval=3),
             _ScaleCase(1024.0, 0, "..x....xx..", growth_interval=3),
             _ScaleCase(65536.0, 2, "x...", growth_interval=3),
             _ScaleCase(65536.0, 1997, "....."),
             _ScaleCase(256.0, 0, "..x.x..", growth_factor=1.5, backoff_factor=0.25,
                        growth_interval=1),
-            _ScaleCase(8.0, 3, ".x..x.....", growth_factor=4.0, growth_interval=5)]
+            _ScaleCase(8.0, 3, ".x..x.....", growth_factor=4.0, growth_interval=5),
+            drawn_scale_case(117)]
 
 
 def _update(reset_on_inf: bool = True, grows_after: int = 0, inf_first: bool = True,
@@ -561,7 +630,7 @@ def _update(reset_on_inf: bool = True, grows_after: int = 0, inf_first: bool = T
     return update_scale
 
 
-@task()
+@task(forbid=GRAD_SCALER)
 def check_update_scale(update_scale) -> Verdict:
     """Task 4: `update_scale(scale, growth_tracker, found_inf, growth_factor=2.0,
     backoff_factor=0.5, growth_interval=2000)` -> (new_scale, new_growth_tracker), the update
@@ -734,7 +803,7 @@ def _told_apart(verdict: Verdict, learner: Callable, reference: Callable,
     return verdict
 
 
-@task()
+@task(forbid=(*GRAD_SCALER, *CLIP_GRAD))
 def check_unscale_and_clip(unscale_and_clip) -> Verdict:
     """Task 5: `unscale_and_clip(scaled_grads, scale, max_norm)`, the gradients (a list, one
     per parameter) divided by the loss scale and then clipped to a global norm of at most
@@ -766,11 +835,7 @@ def check_unscale_and_clip(unscale_and_clip) -> Verdict:
                   "scales them all by the same factor"),
         Diagnosis(_clip(order="no clip"),
                   "the gradients are unscaled but not clipped: where their global norm exceeds "
-                  "max_norm, multiply them all by max_norm / (norm + 1e-6). If you called "
-                  "torch.nn.utils.clip_grad_norm_(grads, max_norm) on the gradients: it clips "
-                  "the .grad of the tensors it is given (the parameters), and the gradient "
-                  "tensors have no .grad, so it changed nothing; multiply by the factor "
-                  "yourself (or set each gradient as the .grad of a tensor and clip those)"),
+                  "max_norm, multiply them all by max_norm / (norm + 1e-6)"),
         Diagnosis(_clip(eps=0.0),
                   "close: torch's factor is max_norm / (total_norm + 1e-6), with 1e-6 added to "
                   "the norm (it guards against a norm of 0)"),
@@ -804,8 +869,12 @@ def _memory_reference(num_params, mixed_precision=False) -> tuple[int, int, int]
 
 
 def memory_cases() -> list[tuple]:
+    """(num_params[, mixed_precision]): small, GPT-2 small, 7 B and 1.5 B, and one drawn."""
+    g = seeded(118)
+    drawn = (int(torch.randint(1, 10**11, (1,), generator=g)),
+             bool(torch.randint(0, 2, (1,), generator=g)))
     return [(1000,), (1000, True), (124_439_808, False), (7_000_000_000, True),
-            (1_500_000_000, False)]
+            (1_500_000_000, False), drawn]
 
 
 @task()
@@ -966,9 +1035,18 @@ def _batch_and_lr(count: str = "all", rule: str = "linear") -> Callable:
 
 def batch_cases() -> list[tuple]:
     """(base_lr, base_batch_size, micro_batch_size, accumulation_steps, world_size): Goyal et
-    al.'s 0.1 per 256 on 8 GPUs, accumulation on one device, a batch below the base one."""
+    al.'s 0.1 per 256 on 8 GPUs, accumulation on one device, a batch below the base one, and one
+    drawn."""
+    g = seeded(119)
+
+    def power_of_two(low: int, high: int) -> int:
+        return 2 ** int(torch.randint(low, high + 1, (1,), generator=g))
+
+    drawn = (10 ** (-4 + 3 * torch.rand(1, generator=g, dtype=torch.float64).item()),
+             power_of_two(4, 10), power_of_two(2, 8), int(torch.randint(1, 9, (1,), generator=g)),
+             int(torch.randint(1, 17, (1,), generator=g)))
     return [(0.1, 256, 32, 1, 8), (3e-4, 64, 16, 8, 1), (0.1, 256, 64, 2, 4),
-            (1e-3, 512, 32, 2, 2), (0.05, 128, 128, 1, 1)]
+            (1e-3, 512, 32, 2, 2), (0.05, 128, 128, 1, 1), drawn]
 
 
 @task()

@@ -12,6 +12,10 @@ tests/test_exercises_imbalanced.py compares the two.
 A wrong implementation that does not apply to a case (a macro precision where a class is never
 predicted, whose value then depends on how the learner handled 0 / 0) raises `_NotApplicable`:
 `check_function` then compares the learner with it on the other cases only.
+
+Every task but the logit threshold forbids the library function it asks the learner to write
+(`task(forbid=...)`): scikit-learn's metrics, class weights and calibration curve, and
+torchvision's focal loss.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from helpers.exercises import (
     wrong,
 )
 from helpers.exercises.grading import task
+
+METRICS = ("sklearn.metrics",)
+CLASS_WEIGHTS = ("sklearn.utils.class_weight",)
 
 
 class _NotApplicable(Exception):
@@ -139,7 +146,7 @@ def mcc_cases() -> list[tuple[int, int, int, int]]:
             (12, 88, 0, 0), (0, 10, 90, 0), (25, 0, 5, 0), (900, 80, 120, 98900)]
 
 
-@task()
+@task(forbid=METRICS)
 def check_matthews_from_counts(matthews_from_counts) -> Verdict:
     """Task 1: `matthews_from_counts(tp, fp, fn, tn)`, the Matthews correlation coefficient of a
     binary confusion matrix from its four counts (Python ints), as a number; 0 where it is
@@ -266,7 +273,7 @@ def _at_most_one(learner):
     return bounded
 
 
-@task()
+@task(forbid=METRICS)
 def check_balanced_accuracy(balanced_accuracy) -> Verdict:
     """Task 2: `balanced_accuracy(y_true, y_pred, adjusted=False)`, the mean recall over the
     classes that occur in `y_true`, as a number; with `adjusted=True` rescaled so that chance
@@ -341,7 +348,7 @@ def auc_cases() -> list[tuple[Tensor, Tensor]]:
     ]
 
 
-@task()
+@task(forbid=METRICS)
 def check_roc_auc(roc_auc) -> Verdict:
     """Task 3: `roc_auc(y_true, scores)`, the area under the ROC curve from the pairs,
     P(s+ > s-) + 1/2 P(s+ = s-), as a number; equal to `sklearn.metrics.roc_auc_score`."""
@@ -388,7 +395,7 @@ def _multilabel(n: int, rates: list[float], dtype: torch.dtype, seed: int) -> Te
     return targets
 
 
-@task()
+@task(forbid=CLASS_WEIGHTS)
 def check_pos_weight(pos_weight_from_labels) -> Verdict:
     """Task 4: `pos_weight_from_labels(targets)`, for float 0/1 targets of shape (N, C), the
     `pos_weight` of `torch.nn.BCEWithLogitsLoss`: n_neg / n_pos of every column, shape (C,), in
@@ -432,7 +439,8 @@ def check_logit_threshold(logit_threshold) -> Verdict:
     """Task 5: `logit_threshold(pos_weight)`, the threshold on the logit of a model trained
     with `BCEWithLogitsLoss(pos_weight=w)` that gives the unweighted model's decision at
     probability 1/2: log w (the weighted optimum is the unweighted logit plus log w)."""
-    cases = [(4.0,), (19.0,), (0.25,), (99.0,)]
+    drawn = math.exp(8 * torch.rand(1, generator=seeded(112), dtype=torch.float64).item() - 3)
+    cases = [(4.0,), (19.0,), (0.25,), (99.0,), (drawn,)]  # drawn: e^-3 to e^5
     return check_function("logit_threshold", _one_number(logit_threshold), math.log, cases, [
         Diagnosis(lambda w: -math.log(w),
                   "the sign is flipped: pos_weight w > 1 pushes the positives' logits UP by "
@@ -511,14 +519,7 @@ class _SamplerCase:
         return drawn / drawn.sum()
 
 
-def _per_class(y: Tensor) -> Tensor:
-    counts = torch.bincount(y)
-    if (counts == 0).any():
-        raise _NotApplicable  # a label that never occurs: 1 / 0 in some learners' vectors
-    return 1.0 / counts.double()
-
-
-@task()
+@task(forbid=CLASS_WEIGHTS)
 def check_sample_weights(sample_weights) -> Verdict:
     """Task 6: `sample_weights(y)`, for int64 labels of shape (N,), one weight per sample,
     1 / (the number of samples of its class), shape (N,): WeightedRandomSampler then draws every
@@ -532,8 +533,14 @@ def check_sample_weights(sample_weights) -> Verdict:
     def counts_of(y):
         return torch.bincount(y).double()[y]
 
+    def per_class(y):
+        counts = torch.bincount(y)
+        if (counts == 0).any():
+            raise _NotApplicable  # a label that never occurs: 1 / 0 in some learners' vectors
+        return 1.0 / counts.double()
+
     return check_procedure("sample_weights", sample_weights, reference, cases, [
-        Diagnosis(_per_class,
+        Diagnosis(per_class,
                   "one weight per CLASS: WeightedRandomSampler wants one weight per SAMPLE, "
                   "len(dataset) of them; given K weights it draws only the indices 0 .. K-1. "
                   "Give each sample its class's weight, (1 / counts)[y]"),
@@ -617,7 +624,7 @@ def _caps_confident_mistakes(learner) -> bool:
                 and torch.allclose(got[~confident], expected[~confident]))
 
 
-@task()
+@task(forbid=("torchvision.ops",))
 def check_sigmoid_focal_loss(sigmoid_focal_loss) -> Verdict:
     """Task 7: `sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0)`, the focal loss of
     every element, -alpha_t (1 - p_t)^gamma log p_t, a tensor of the logits' shape and dtype,
@@ -743,7 +750,7 @@ def _one_of_the_scores(learner):
     return among
 
 
-@task()
+@task(forbid=METRICS)
 def check_threshold_for_recall(threshold_for_recall) -> Verdict:
     """Task 8: `threshold_for_recall(y_true, scores, target_recall=0.9)`, the highest threshold t
     (one of the scores) whose recall, with positives predicted where score >= t, reaches the
@@ -844,7 +851,7 @@ def ece_cases() -> list[tuple]:
             (few_y, few, 15)]
 
 
-@task()
+@task(forbid=("sklearn.calibration",))
 def check_expected_calibration_error(expected_calibration_error) -> Verdict:
     """Task 9: `expected_calibration_error(y_true, y_prob, n_bins=10)`, for 0/1 labels and
     float64 probabilities of the positive class, the ECE over `n_bins` equal-width bins

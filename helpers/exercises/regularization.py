@@ -7,6 +7,10 @@ AdamW's first step. Soft-thresholding and the proximal L1 step are compared with
 weight-decay groups through the weight decay `torch.optim.AdamW` gives each parameter of a
 model. The learning-curve tasks take plain lists of losses, as `helpers.training.History` holds
 them.
+
+The tasks that ask for a built-in written by hand forbid it (`task(forbid=...)`): torch.optim
+in the two optimizer steps, torch's softshrink in the two thresholding tasks, torch's dropout in
+the dropout task. The answer of the question (task 8) is sealed.
 """
 
 from __future__ import annotations
@@ -21,15 +25,25 @@ from helpers import regularization
 from helpers.exercises import (
     BadReturn,
     Diagnosis,
+    Sealed,
     Verdict,
     check_answer,
     check_function,
     check_procedure,
+    input_seed,
     lists_as_tuples,
     seeded,
 )
 from helpers.exercises.grading import task
 from helpers.exercises.momentum import StepCase, check_steps, random_gradients
+
+SOFTSHRINK = ("torch.nn.functional.softshrink", "torch._C._nn.softshrink",
+              "torch.nn.modules.activation.Softshrink")
+"""torch's soft-thresholding, as a function (a built-in of torch._C._nn) and as a module."""
+
+DROPOUT = ("torch.nn.functional.dropout", "torch.dropout", "torch.dropout_", "torch.native_dropout",
+           "torch.nn.modules.dropout")
+"""torch's dropout: the function, the built-ins it calls, and the modules (nn.Dropout)."""
 
 # --------------------------------------------------------------------------------------------
 # Task 1: SGD with weight decay is SGD on the loss plus (λ/2)‖θ‖²
@@ -77,7 +91,7 @@ def sgd_cases() -> list[StepCase]:
     ]
 
 
-@task()
+@task(forbid=("torch.optim",))
 def check_sgd_weight_decay_step(sgd_weight_decay_step) -> Verdict:
     """Task 1: `sgd_weight_decay_step(param, grad, momentum_buffer, lr, momentum, weight_decay)`
     -> (param, momentum_buffer), one step of torch.optim.SGD(lr, momentum, weight_decay) where
@@ -152,7 +166,7 @@ def adamw_cases() -> list[tuple]:
     ]
 
 
-@task()
+@task(forbid=("torch.optim",))
 def check_adamw_first_step(adamw_first_step) -> Verdict:
     """Task 2: `adamw_first_step(param, grad, lr, weight_decay=1e-2, eps=1e-8)`, the parameter
     after the first step of torch.optim.AdamW (default betas)."""
@@ -195,7 +209,7 @@ def threshold_cases() -> list[tuple]:
     ]
 
 
-@task()
+@task(forbid=SOFTSHRINK)
 def check_soft_threshold(soft_threshold) -> Verdict:
     """Task 3: `soft_threshold(x, threshold)`, S_t(x) = sign(x) max(|x| - t, 0) element-wise."""
     return check_function("soft_threshold", soft_threshold, regularization.soft_threshold,
@@ -239,11 +253,13 @@ def proximal_cases() -> list[tuple]:
     ]
 
 
-@task()
+@task(forbid=SOFTSHRINK)
 def check_proximal_l1_step(proximal_l1_step) -> Verdict:
     """Task 4: `proximal_l1_step(param, grad, lr, l1)`, the parameter after one proximal
     gradient step on loss + l1 ||param||_1: S_(lr l1)(param - lr grad)."""
-    soft = regularization.soft_threshold
+    def soft(x, t):  # nested, not the course's function: a diagnosis must run as a learner's
+        return x.sign() * (x.abs() - t).clamp_min(0)
+
     return check_function("proximal_l1_step", proximal_l1_step, _proximal, proximal_cases(), [
         Diagnosis(lambda p, g, lr, l1: soft(p - lr * g, l1),
                   "the threshold is lr * l1, not l1: the step minimises (1 / (2 lr)) "
@@ -271,13 +287,14 @@ def check_proximal_l1_step(proximal_l1_step) -> Verdict:
 
 
 class _DropoutCase:
-    """An input, p and training, the function called right after torch.manual_seed(seed) (in a
-    forked random state: the checker leaves torch's as it found it)."""
+    """An input, p and training, the function called right after torch.manual_seed (in a
+    forked random state: the checker leaves torch's as it found it). Within a hidden test the
+    input and the mask's seed both come from the hidden seed."""
 
     def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, p: float, training: bool,
                  seed: int):
         self.x = torch.randn(shape, generator=seeded(seed), dtype=dtype)
-        self.p, self.training, self.seed = p, training, seed
+        self.p, self.training, self.seed = p, training, input_seed(seed)
 
     def __repr__(self) -> str:
         return (f"a {self.x.dtype} tensor of shape {tuple(self.x.shape)}, p={self.p}, "
@@ -320,7 +337,7 @@ def dropout_cases() -> list[_DropoutCase]:
             _DropoutCase((2, 9), torch.float32, 0.2, True, 98)]
 
 
-@task()
+@task(forbid=DROPOUT)
 def check_inverted_dropout(inverted_dropout) -> Verdict:
     """Task 5: `inverted_dropout(x, p, training=True)`, equal to torch.nn.functional.dropout
     under the same seed: the mask `torch.empty_like(x).bernoulli_(1 - p)`, the kept values
@@ -494,15 +511,21 @@ def check_weight_decay_groups(weight_decay_groups) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-def _best_and_gap(train_losses, val_losses, *, by: str = "val", ties: str = "first",
-                  sign: int = 1, start: int = 1, at: str = "best") -> tuple[int, float]:
-    losses = train_losses if by == "train" else val_losses
-    best = min(range(len(losses)), key=lambda i: (losses[i], i if ties == "first" else -i))
-    if by == "first rise":  # the epoch before the validation loss first goes up
-        best = next((i for i in range(len(val_losses) - 1) if val_losses[i + 1] > val_losses[i]),
-                    len(val_losses) - 1)
-    where = len(losses) - 1 if at == "last" else best
-    return best + start, sign * (val_losses[where] - train_losses[where])
+def _reading(*, by: str = "val", ties: str = "first", sign: int = 1, start: int = 1,
+             at: str = "best") -> Callable:
+    """(best epoch, gap) read from a learning curve, with one part changed: the curve whose
+    minimum is taken (`by` 'val', 'train', or 'first rise': the epoch before the validation
+    loss first goes up), which of tied epochs, the gap's sign, the first epoch's number, and
+    where the gap is taken ('best' or 'last')."""
+    def best_epoch_and_gap(train_losses, val_losses):
+        losses = train_losses if by == "train" else val_losses
+        best = min(range(len(losses)), key=lambda i: (losses[i], i if ties == "first" else -i))
+        if by == "first rise":
+            best = next((i for i in range(len(val_losses) - 1)
+                         if val_losses[i + 1] > val_losses[i]), len(val_losses) - 1)
+        where = len(losses) - 1 if at == "last" else best
+        return best + start, sign * (val_losses[where] - train_losses[where])
+    return best_epoch_and_gap
 
 
 CURVES = [
@@ -513,7 +536,20 @@ CURVES = [
     ([0.70, 0.52, 0.40, 0.31, 0.25, 0.20, 0.16],
      [0.74, 0.58, 0.49, 0.45, 0.47, 0.44, 0.48]),  # a second, lower minimum
 ]
-"""Task 7's curves: (train_losses, val_losses), one value per epoch."""
+"""Task 7's fixed curves: (train_losses, val_losses), one value per epoch."""
+
+
+def drawn_curve(seed: int) -> tuple[list[float], list[float]]:
+    """A learning curve drawn from `seeded(seed)`, one loss per epoch rounded to 3 decimals:
+    the training loss falls steadily; the validation loss falls with it, then rises as the
+    model overfits, with noise."""
+    g = seeded(seed)
+    epochs = int(torch.randint(8, 14, (1,), generator=g))
+    t = torch.arange(epochs, dtype=torch.float64)
+    train = torch.exp(-(0.15 + 0.3 * torch.rand(1, generator=g, dtype=torch.float64)) * t)
+    overfit = (0.3 + 0.5 * torch.rand(1, generator=g, dtype=torch.float64)) * (t / epochs) ** 2
+    val = 0.05 + train + overfit + 0.02 * torch.randn(epochs, generator=g, dtype=torch.float64)
+    return [round(v, 3) for v in train.tolist()], [round(v, 3) for v in val.tolist()]
 
 
 @task()
@@ -521,56 +557,51 @@ def check_best_epoch_and_gap(best_epoch_and_gap) -> Verdict:
     """Task 7: `best_epoch_and_gap(train_losses, val_losses)`, the epoch (counted from 1, the
     first if tied) with the lowest validation loss, and the generalization gap there,
     val - train."""
-    cases = [(list(train), list(val)) for train, val in CURVES]
-    return check_function("best_epoch_and_gap", lists_as_tuples(best_epoch_and_gap), _best_and_gap,
+    cases = [(list(train), list(val)) for train, val in [*CURVES, drawn_curve(99)]]
+    return check_function("best_epoch_and_gap", lists_as_tuples(best_epoch_and_gap), _reading(),
                           cases, [
-        Diagnosis(lambda t, v: _best_and_gap(t, v, by="train"),
+        Diagnosis(_reading(by="train"),
                   "that is the epoch of the lowest TRAINING loss, which keeps falling while the "
                   "model overfits: the best epoch is the one with the lowest validation loss"),
-        Diagnosis(lambda t, v: _best_and_gap(t, v, by="first rise"),
+        Diagnosis(_reading(by="first rise"),
                   "you stopped at the first rise of the validation loss: it is noisy and may "
                   "fall again to a lower minimum; the best epoch has the lowest validation loss "
                   "of all"),
-        Diagnosis(lambda t, v: _best_and_gap(t, v, sign=-1),
+        Diagnosis(_reading(sign=-1),
                   "the gap has the wrong sign: the generalization gap is val - train, positive "
                   "when the model does better on the data it was trained on"),
-        Diagnosis(lambda t, v: _best_and_gap(t, v, start=0),
+        Diagnosis(_reading(start=0),
                   "count epochs from 1, as fit and EarlyStopping do: the first epoch is 1, not "
                   "index 0"),
-        Diagnosis(lambda t, v: _best_and_gap(t, v, at="last"),
+        Diagnosis(_reading(at="last"),
                   "that is the gap after the last epoch: take it at the best epoch, the one "
                   "whose weights early stopping keeps"),
-        Diagnosis(lambda t, v: _best_and_gap(t, v, ties="last"),
+        Diagnosis(_reading(ties="last"),
                   "when two epochs tie, the first is the best: a later epoch with the same "
                   "loss is no improvement (loss < best, strictly)"),
     ], rtol=1e-9, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
-# Task 8 (conceptual): which weight decay to choose
+# Task 8 (a question): which weight decay to choose
 # --------------------------------------------------------------------------------------------
-
-DECAY_RUNS = {0.0: (0.021, 0.412, 0.398), 1e-4: (0.034, 0.301, 0.322),
-              1e-3: (0.088, 0.247, 0.239), 1e-2: (0.195, 0.262, 0.231),
-              1e-1: (0.517, 0.538, 0.544)}
-"""Task 8: weight_decay -> (training loss, validation loss, test loss)."""
 
 
 @task()
 def check_chosen_weight_decay(chosen_weight_decay) -> Verdict:
-    """Task 8 (conceptual): the weight decay to choose among `DECAY_RUNS`."""
-    def lowest(column: int, of: Callable = lambda losses: losses) -> float:
-        return min(DECAY_RUNS, key=lambda decay: of(DECAY_RUNS[decay])[column])
-
-    return check_answer("chosen_weight_decay", chosen_weight_decay, lowest(1), [
-        (lowest(0), "that is the lowest TRAINING loss: with less regularization the model "
-                    "fits its training data better, always; it is the validation loss that "
-                    "says how it does on new data"),
-        (lowest(0, lambda r: (r[1] - r[0],)),
-         "that is the smallest generalization gap: a model that fits nothing has no gap either "
-         "(this one underfits: its validation loss is the worst of all); choose the lowest "
-         "validation loss"),
-        (lowest(2), "that is the lowest TEST loss: choosing by it makes the test set a second "
-                    "validation set, and its number is then biased; choose on validation, "
-                    "report the test loss of the chosen one"),
+    """Task 8 (a question): the weight decay to choose among the five runs of the task's table
+    (training, validation and test loss of each), by the protocol of chapter 08. The answer is
+    sealed; the wrong answers are the decays with the lowest training loss, the smallest gap
+    and the lowest test loss."""
+    return check_answer("chosen_weight_decay", chosen_weight_decay, Sealed(
+        "e5df2fe6db3f41b33763dcf2c288af8613c3cc282a44dc3a926df76340e2abf0"), [
+        (0.0, "that is the lowest TRAINING loss: with less regularization the model fits its "
+              "training data better, always; it is the validation loss that says how it does "
+              "on new data"),
+        (1e-1, "that is the smallest generalization gap: a model that fits nothing has no gap "
+               "either (this one underfits: its validation loss is the worst of all); choose "
+               "the lowest validation loss"),
+        (1e-2, "that is the lowest TEST loss: choosing by it makes the test set a second "
+               "validation set, and its number is then biased; choose on validation, report "
+               "the test loss of the chosen one"),
     ], rtol=1e-12, atol=0.0)
