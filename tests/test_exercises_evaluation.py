@@ -6,18 +6,25 @@ implemented yet", student notebooks up to date) cover this chapter's notebooks t
 """
 
 import copy
+import importlib
+import io
 import math
+import re
 import statistics
 from pathlib import Path
 
+import nbformat
 import pytest
 import scipy.stats
+import sklearn.metrics as sk
 import torch
 from exercise_harness import exercise_tests
 from scipy.special import ndtri
 
-from helpers import stats
+from helpers import exercises as E
+from helpers import metrics, stats, training
 from helpers.exercises import evaluation as ev
+from helpers.exercises import grading
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "exercises" / "solutions" / "08_training_and_evaluation.ipynb"
@@ -135,8 +142,13 @@ def concordant(y_true, a, b):
 def binomial_test(cells, trials=None, sides=2, cap=True):
     b, c = cells
     n = b + c if trials is None else trials
-    p = sides * scipy.stats.binom.cdf(min(b, c), n, 0.5)
+    p = sides * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
     return min(1.0, p) if cap else p
+
+
+def chi_square_test(y, a, b):  # with continuity correction, 1 degree of freedom
+    b_cell, c_cell = discordant(y, a, b)
+    return math.erfc(math.sqrt((abs(b_cell - c_cell) - 1) ** 2 / (b_cell + c_cell) / 2))
 
 
 def checkpoint(model, optimizer, scheduler, generator, epoch, /, **changes):
@@ -225,9 +237,7 @@ MISTAKES = {
         (lambda y, a, b: binomial_test(discordant(y, a, b), cap=False), "cap it"),
         (lambda y, a, b: binomial_test(concordant(y, a, b)), "concordant cells"),
         (lambda y, a, b: binomial_test(discordant(y, a, b), trials=len(y)), "b + c trials"),
-        (lambda y, a, b: scipy.stats.chi2.sf((abs(discordant(y, a, b)[0] - discordant(y, a, b)[1])
-                                              - 1) ** 2 / sum(discordant(y, a, b)), 1),
-         "chi-square approximation"),
+        (chi_square_test, "chi-square approximation"),
     ],
     ev.check_make_checkpoint: [
         (checkpoint_without("optimizer"), "Adam's moment estimates"),
@@ -268,6 +278,16 @@ MISTAKES = {
     ],
 }
 globals().update(exercise_tests(MISTAKES, SOLUTION))
+
+
+@pytest.fixture(autouse=True)
+def _diagnoses_may_call_the_checkers_own_code(request, monkeypatch):
+    """The reachability test hands each diagnosis's wrong implementation to its checker as a
+    learner's answer; those are the checkers' own code, which a learner may not call, and they
+    may compute with what a task forbids (its reference library): there, and only there, the
+    learner's calls go unwatched."""
+    if request.node.originalname == "test_every_diagnosis_is_reachable_with_its_own_hint":
+        monkeypatch.setattr(grading, "guarded", lambda learner, forbid=(): learner)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,9 +339,13 @@ def test_the_references_equal_scipy():
         theirs = scipy.stats.binomtest(k, n).proportion_ci(level, method="wilson")
         assert math.isclose(ours.low, theirs.low, abs_tol=1e-15)
         assert math.isclose(ours.high, theirs.high, rel_tol=1e-12)
-    assert ev.check_mcnemar_pvalue(
-        lambda y, a, b: scipy.stats.binomtest(min(discordant(y, a, b)),
-                                              sum(discordant(y, a, b))).pvalue).passed
+    for table in ([[40, 12], [4, 9]], [[30, 3], [3, 5]], [[50, 0], [7, 3]]):
+        y, a, b = ev._paired_predictions(table, seed=1)
+        b_cell, c_cell = discordant(y, a, b)
+        assert math.isclose(stats.mcnemar(stats.paired_table(y, a, b)).pvalue,
+                            scipy.stats.binomtest(b_cell, b_cell + c_cell).pvalue, rel_tol=1e-12)
+        assert math.isclose(chi_square_test(y, a, b), scipy.stats.chi2.sf(
+            (abs(b_cell - c_cell) - 1) ** 2 / (b_cell + c_cell), 1), rel_tol=1e-12)
 
 
 def test_a_float32_bootstrap_passes_at_the_stated_tolerance():
@@ -372,3 +396,207 @@ def test_several_forgotten_states_are_all_named():
         m, o, s, g, e, optimizer=None, torch_rng=None)).message
     assert "Adam's moment estimates" in message and "global random state" in message
     assert "generator's state" not in message
+
+
+# --------------------------------------------------------------------------------------------
+# Graded: what the tasks forbid, and hidden inputs
+# --------------------------------------------------------------------------------------------
+
+
+def solutions_of(path: Path) -> dict[str, tuple]:
+    """{checker name: (checker, the notebook's solution, the notebook's hidden seed)}, from
+    running the notebook's cells in-process (the hidden tests left out)."""
+    namespace, found = {}, {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
+        exec(compile(visible, "<cell>", "exec"), namespace)  # noqa: S102 - our own notebooks
+        if called := re.match(r"(check_\w+)\((\w+)\)", visible.strip()):
+            check, answer = called.groups()
+            seed = int(re.search(r"seed=(\d+)", hidden).group(1))
+            found[check] = (namespace[check], namespace[answer], seed)
+    return found
+
+
+SOLUTIONS = solutions_of(SOLUTION)
+
+
+def accuracy_by_sklearn(model, loader):
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pairs = [(y, model(X).argmax(1)) for X, y in loader]
+    model.train(was_training)
+    return sk.accuracy_score(torch.cat([y for y, _ in pairs]), torch.cat([p for _, p in pairs]))
+
+
+def checkpoint_by_save_checkpoint(model, optimizer, scheduler, generator, epoch):
+    buffer = io.BytesIO()
+    training.save_checkpoint(buffer, model, optimizer, scheduler, generator)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    return {key: saved[key] for key in ("model", "optimizer", "scheduler", "generator",
+                                        "torch_rng")} | {"epoch": epoch}
+
+
+def restore_by_load_checkpoint(checkpoint, model, optimizer, scheduler, generator):
+    buffer = io.BytesIO()
+    torch.save({**{key: checkpoint[key] for key in ("model", "optimizer", "scheduler",
+                                                    "generator", "torch_rng")},
+                "optimizer_class": type(optimizer).__name__,
+                "scheduler_class": type(scheduler).__name__, "cuda_rng": None, "extra": {}},
+               buffer)
+    buffer.seek(0)
+    training.load_checkpoint(buffer, model, optimizer, scheduler, generator)
+    return checkpoint["epoch"]
+
+
+def stopping_by_early_stopping(val_losses, patience, min_delta=0.0):
+    stopper = training.EarlyStopping(patience, min_delta)
+    for epoch, loss in enumerate(val_losses, start=1):
+        if stopper.step(loss, torch.nn.Identity()):
+            return stopper.best_epoch, epoch
+    return stopper.best_epoch, len(val_losses)
+
+
+FORBIDDEN_ANSWERS = [  # (checker, an answer that is right but for what it calls, the call named)
+    (ev.check_accuracy_over_loader, accuracy_by_sklearn, "sklearn.metrics"),
+    (ev.check_recall_over_batches, lambda batches, k: torch.from_numpy(sk.recall_score(
+        *(torch.cat(labels) for labels in zip(*batches)), labels=list(range(k)), average=None)),
+     "sklearn.metrics"),
+    (ev.check_recall_over_batches, lambda batches, k: metrics.recall_score(
+        *(torch.cat(labels) for labels in zip(*batches)), labels=list(range(k)), average=None,
+        zero_division=0.0).double(), "helpers.metrics"),
+    (ev.check_wilson_interval, lambda k, n, c=0.95: tuple(
+        scipy.stats.binomtest(k, n).proportion_ci(c, method="wilson")), "scipy.stats"),
+    (ev.check_wilson_interval, lambda k, n, c=0.95: tuple(stats.proportion_ci(k, n, c)),
+     "helpers.stats"),
+    (ev.check_bootstrap_accuracy_ci, lambda y, p, n_resamples, g, c=0.95: tuple(
+        stats.bootstrap_ci(lambda t, q: (t == q).double().mean(), y, p, confidence_level=c,
+                           n_resamples=n_resamples, generator=g)), "helpers.stats"),
+    (ev.check_mcnemar_pvalue, lambda y, a, b: scipy.stats.binomtest(
+        discordant(y, a, b)[0], sum(discordant(y, a, b))).pvalue, "scipy.stats"),
+    (ev.check_make_checkpoint, checkpoint_by_save_checkpoint, "helpers.training"),
+    (ev.check_restore_checkpoint, restore_by_load_checkpoint, "helpers.training"),
+    (ev.check_best_and_stop_epoch, stopping_by_early_stopping, "helpers.training"),
+]
+
+
+@pytest.mark.parametrize("check, answer, call", FORBIDDEN_ANSWERS,
+                         ids=[f"{c.__name__}-{call}" for c, _, call in FORBIDDEN_ANSWERS])
+def test_an_answer_that_calls_what_the_task_forbids_gets_a_verdict_naming_it(check, answer, call):
+    verdict = check(answer)
+    assert verdict.status == E.WRONG
+    assert f"asks you to write it without {call}" in verdict.message, verdict.message
+    with pytest.MonkeyPatch.context() as unwatched:  # the call alone is what is wrong
+        unwatched.setattr(grading, "guarded", lambda learner, forbid=(): learner)
+        assert check(answer).passed
+
+
+def test_the_objects_a_checker_hands_over_are_the_learners_to_use():
+    # the model (a class of the checkers' module), its modules and the DataLoader: every method
+    # a right answer calls on them is allowed, forward passes included
+    def every_method(model, loader):
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            hits = [(model.out(model.dropout(torch.relu(model.hidden(X)))).argmax(1) == y)
+                    for X, y in iter(loader)]
+        model.train(was_training)
+        assert len(list(model.parameters())) == 4 and model.state_dict()
+        return torch.cat(hits).double().mean().item()
+
+    assert ev.check_accuracy_over_loader(every_method).passed
+    assert ev.check_accuracy_over_loader(SOLUTIONS["check_accuracy_over_loader"][1]).passed
+
+
+@pytest.mark.parametrize("name", list(SOLUTIONS))
+def test_the_solutions_pass_the_hidden_tests_whatever_the_seed(name):
+    check, solution, seed = SOLUTIONS[name]
+    seeds = range(1, 4) if "checkpoint" in name else range(1, 11)  # training runs: slow
+    for hidden_seed in (seed, *seeds):
+        assert grading.grade(check, solution, seed=hidden_seed).passed
+
+
+def frozen(value):
+    """A hashable copy of an input: tensors as their values, sequences as tuples."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape), tuple(value.flatten().tolist())
+    if isinstance(value, tuple | list):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize("name", ["check_recall_over_batches", "check_wilson_interval",
+                                  "check_mcnemar_pvalue", "check_best_and_stop_epoch"])
+def test_an_answer_that_memorises_the_visible_cases_fails_the_hidden_test(name):
+    check, solution, seed = SOLUTIONS[name]
+    table = {}
+
+    def recorded(*inputs):
+        table[frozen(inputs)] = solution(*inputs)
+        return table[frozen(inputs)]
+
+    def memorised(*inputs):  # looks the answer up; anything else it has not seen
+        return table.get(frozen(inputs), 0.0)
+
+    assert check(recorded).passed and check(memorised).passed
+    with pytest.raises(AssertionError, match="on the hidden inputs"):
+        grading.grade(check, memorised, seed=seed)
+
+
+def test_the_hidden_test_initialises_other_models():
+    # task 1's and tasks 6 and 7's models start from input_seed: under a hidden seed, other
+    # initial weights, not only other data
+    def first_weights(model, *_):
+        return model.hidden.weight.sum().item()
+
+    def initial_weights():
+        evaluated = ev._EvaluationCase(30, 8, "train", 80).run(first_weights).accuracy
+        with torch.random.fork_rng(devices=[]):
+            trained = first_weights(ev._resume_cases(ev._Make)[0].objects(86)[0])
+        return evaluated, trained
+
+    visible = initial_weights()
+    with grading.hidden_inputs(5):
+        hidden = initial_weights()
+    assert visible == initial_weights()
+    assert all(a != b for a, b in zip(visible, hidden, strict=True))
+
+
+def test_the_reported_accuracy_is_sealed():
+    source = Path(ev.__file__).read_text()
+    assert "max(PROTOCOL_RUNS" not in source and "[chosen]" not in source
+    assert ev.check_reported_accuracy(SOLUTIONS["check_reported_accuracy"][1]).passed
+
+
+# (checker, hint) of mistakes that random inputs may not reveal: the bootstrap accuracies are
+# multiples of 1 / n, so two neighbouring order statistics are often equal, and then the nearest
+# one is what linear interpolation gives
+RIGHT_ON_SOME_INPUTS = {(ev.check_bootstrap_accuracy_ci, "expected [")}
+
+def test_every_task_that_forbids_something_is_tried_with_it():
+    forbidding = {check for check in MISTAKES if check.forbid}
+    assert {check for check, _, _ in FORBIDDEN_ANSWERS} == forbidding
+    assert {call for _, _, call in FORBIDDEN_ANSWERS} == {
+        name for check in forbidding for name in check.forbid}
+
+
+@pytest.mark.parametrize("name", sorted({name for check in MISTAKES for name in check.forbid}))
+def test_every_forbidden_name_exists(name):
+    """A misspelt name would forbid nothing."""
+    assert importlib.import_module(name) is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
+    """A diagnosis holds for any inputs of the same kind, not for the visible ones only."""
+    with grading.hidden_inputs(seed):
+        for check, table in MISTAKES.items():
+            for wrong, hint in table:
+                if (check, hint) in RIGHT_ON_SOME_INPUTS:
+                    continue
+                verdict = check(wrong)
+                assert verdict.status == E.WRONG and hint in verdict.message, (
+                    check.__name__, verdict.message)

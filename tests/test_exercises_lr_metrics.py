@@ -4,15 +4,22 @@ The generic tests of tests/test_exercises.py (solutions pass, student notebooks 
 implemented yet", student notebooks up to date) cover these chapters' notebooks too.
 """
 
+import importlib
 import math
+import re
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
+import sklearn.metrics as sk
 import torch
 from exercise_harness import exercise_tests
+from torch.optim import lr_scheduler
 
 from helpers import exercises as E
+from helpers import metrics, schedules
+from helpers.exercises import grading
 from helpers.exercises import learning_rate as lr
 from helpers.exercises import metrics as mt
 
@@ -184,7 +191,7 @@ MISTAKES = {
         (lambda: [0.625, 0.75, 0.875, 1.0, 1.0], "those are the factors"),
         (lambda: [0.5, 0.625, 0.75, 0.875, 1.0], "those are the factors"),
         (lambda: [0.1, 0.2, 0.3, 0.4, 0.4], "not the expected answer"),  # the chapter's settings
-        (lambda: [0.25, 0.3, 0.35], "not the expected answer"),
+        (lambda: [0.25, 0.3, 0.35], "expected a tuple of 5 values"),
     ],
     mt.check_confusion_matrix: [
         (lambda y, p, k: torch.bincount(p * k + y, minlength=k * k).reshape(k, k),
@@ -243,10 +250,10 @@ MISTAKES = {
     ],
     mt.check_accuracy_misleads: [
         (lambda: (0.99, 1.0, 0.978, 0.9), "recall of the NEGATIVE class"),
-        (lambda: (0.99, 0.0, 0.978, 0.3), "9 / 30 is its precision"),
+        (lambda: (0.99, 0.0, 0.978, 0.3), "is its precision"),
         (lambda: (0.01, 0.0, 0.978, 0.9), "right on all 990 negatives"),
         (lambda: (0.99, 0.0, 0.979, 0.9), "both kinds of error"),
-        (lambda: (0.99, 0.0, 0.969, 0.9), "21 flagged negatives, not 30"),
+        (lambda: (0.99, 0.0, 0.969, 0.9), "not all 30 flagged"),
         (lambda: (0.99, 0.0, 0.978), "asks for 4 numbers"),
         (lambda: (0.99, 0.0, 0.978, 0.9, 0.3), "and you returned 5"),  # with B's precision
         (lambda: torch.tensor([0.99, 0.0, 0.978, 0.9, 0.3, 21.0]), "and you returned 6"),
@@ -254,11 +261,11 @@ MISTAKES = {
         (lambda: [0.0, 0.99, 0.9, 0.978], "accuracy first, then recall"),
         (lambda: (99.0, 0.0, 97.8, 90.0), "not as percentages"),
         (lambda: (0.5, 0.5, 0.5, 0.5), "not the expected answer"),
-        (lambda: 0.978, "not the expected answer"),
+        (lambda: 0.978, "expected a tuple of 4 values"),
     ],
     mt.check_which_to_deploy: [
         (lambda: "A", "only because 990 of the 1000 samples are negative"),
-        (lambda: " model a", "recall 0); B finds 9 of the 10 (recall 0.9) for 21 false alarms"),
+        (lambda: " model a", "it never finds a positive, which is what a screening test is for"),
         (lambda: "both", "answer with the letter of a model"),
         (lambda: 1, "you returned 1"),
     ],
@@ -267,6 +274,16 @@ S = Path(__file__).resolve().parents[1] / "exercises" / "solutions"
 globals().update(exercise_tests(
     MISTAKES, S / "06_learning_rate.ipynb",
     S / "07_classification_metrics.ipynb"))
+
+
+@pytest.fixture(autouse=True)
+def _diagnoses_may_call_the_checkers_own_code(request, monkeypatch):
+    """The reachability test hands each diagnosis's wrong implementation to its checker as a
+    learner's answer; those are the checkers' own code, which a learner may not call, and they
+    may compute with what a task forbids (its reference library): there, and only there, the
+    learner's calls go unwatched."""
+    if request.node.originalname == "test_every_diagnosis_is_reachable_with_its_own_hint":
+        monkeypatch.setattr(grading, "guarded", lambda learner, forbid=(): learner)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,9 +327,14 @@ def test_odd_screening_answers_are_described_in_one_line_not_crashed_on(answer):
         assert verdict.status == E.WRONG and "\n" not in str(verdict), str(verdict)
 
 
-def test_the_screening_answers_are_what_the_counts_give():
-    # B: TP 9, FP 21, FN 1, TN 969; A: TN 990, FN 10
-    assert mt.check_accuracy_misleads(lambda: (990 / 1000, 0.0, 978 / 1000, 9 / 10)).passed
+def test_the_screening_answers_pass_however_they_are_computed():
+    assert mt.check_accuracy_misleads(SOLUTIONS["check_accuracy_misleads"][1]).passed
+    # from the counts: B has TP 9, FP 21, FN 1, TN 969; A has TN 990, FN 10
+    assert mt.check_accuracy_misleads(lambda: (990 / 1000, 0 / 10, (9 + 969) / 1000,
+                                               9 / (9 + 1))).passed
+    assert mt.check_accuracy_misleads(lambda: torch.tensor([0.99, 0.0, 0.978, 0.9],
+                                                           dtype=torch.float64)).passed
+    assert mt.check_accuracy_misleads(lambda: [0.99, 0.0, 0.978, 0.9]).passed
 
 
 def test_a_confusion_matrix_built_with_index_put_accumulate_passes():
@@ -331,3 +353,184 @@ def test_a_schedule_that_clamps_past_the_end_is_still_checked_inside_the_range()
 def test_the_batches_describe_themselves_in_one_line():
     message = mt.check_precision_over_batches(lambda batches: 0.123).message
     assert "3 batches (y_true, y_pred) of sizes 5, 3, 8" in message and "tensor" not in message
+
+
+# --------------------------------------------------------------------------------------------
+# Graded: what the tasks forbid, and hidden inputs
+# --------------------------------------------------------------------------------------------
+
+
+def solutions_of(path: Path) -> dict[str, tuple]:
+    """{checker name: (checker, the notebook's solution, the notebook's hidden seed)}, from
+    running the notebook's cells in-process (the hidden tests left out)."""
+    namespace, found = {}, {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
+        exec(compile(visible, "<cell>", "exec"), namespace)  # noqa: S102 - our own notebooks
+        if called := re.match(r"(check_\w+)\((\w+)\)", visible.strip()):
+            check, answer = called.groups()
+            seed = int(re.search(r"seed=(\d+)", hidden).group(1))
+            found[check] = (namespace[check], namespace[answer], seed)
+    return found
+
+
+SOLUTIONS = {**solutions_of(S / "06_learning_rate.ipynb"),
+             **solutions_of(S / "07_classification_metrics.ipynb")}
+
+
+def torch_scheduler_rate(make_scheduler, base_lr, t):
+    """A learner's rate from torch's own scheduler: what tasks 1 to 4 forbid."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    scheduler = make_scheduler(optimizer)
+    for _ in range(t):
+        optimizer.step()
+        scheduler.step()
+    return optimizer.param_groups[0]["lr"]
+
+
+def torch_warmup_cosine(t, base_lr, warmup, total, start_factor):
+    return torch_scheduler_rate(lambda o: lr_scheduler.SequentialLR(o, [
+        lr_scheduler.LinearLR(o, start_factor, total_iters=warmup),
+        lr_scheduler.CosineAnnealingLR(o, total - warmup)], milestones=[warmup]), base_lr, t)
+
+
+def torch_range_test(start, end, n):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=start)
+    scheduler = lr_scheduler.ExponentialLR(optimizer, (end / start) ** (1 / (n - 1)))
+    rates = []
+    for _ in range(n):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def labels_of(C):  # noqa: N803
+    """(y_true, y_pred) whose confusion matrix is C, as a learner might rebuild them."""
+    pairs = [(i, j) for i in range(len(C)) for j in range(len(C)) for _ in range(int(C[i, j]))]
+    return [i for i, _ in pairs], [j for _, j in pairs]
+
+
+def f1_by_sklearn(C):  # noqa: N803
+    y_true, y_pred = labels_of(C)
+    return sk.f1_score(y_true, y_pred, labels=list(range(len(C))), average="macro",
+                       zero_division=0.0)
+
+
+def fbeta_by_sklearn(C, beta):  # noqa: N803
+    y_true, y_pred = labels_of(C)
+    return torch.from_numpy(sk.fbeta_score(y_true, y_pred, beta=beta, average=None,
+                                           labels=list(range(len(C))), zero_division=0.0))
+
+
+FORBIDDEN_ANSWERS = [  # (checker, an answer that is right but for what it calls, the call named)
+    (lr.check_step_lr, lambda t, base, s, g: torch_scheduler_rate(
+        lambda o: lr_scheduler.StepLR(o, s, g), base, t), "torch.optim.lr_scheduler"),
+    (lr.check_step_lr, lambda t, base, s, g: torch_scheduler_rate(
+        lambda o: schedules.StepLR(o, s, g), base, t), "helpers.schedules"),
+    (lr.check_cosine_lr, lambda t, base, T, m: torch_scheduler_rate(
+        lambda o: lr_scheduler.CosineAnnealingLR(o, T, m), base, t), "torch.optim.lr_scheduler"),
+    (lr.check_range_test_lrs, torch_range_test, "torch.optim.lr_scheduler"),
+    (lr.check_warmup_cosine_lr, torch_warmup_cosine, "torch.optim.lr_scheduler"),
+    (mt.check_confusion_matrix, lambda y, p, k: torch.from_numpy(sk.confusion_matrix(
+        y, p, labels=list(range(k)))), "sklearn.metrics"),
+    (mt.check_confusion_matrix,
+     lambda y, p, k: metrics.confusion_matrix(y, p, labels=list(range(k))), "helpers.metrics"),
+    (mt.check_precision_recall, lambda C: tuple(
+        torch.from_numpy(v) for v in sk.precision_recall_fscore_support(
+            *labels_of(C), labels=list(range(len(C))))[:2]), "sklearn.metrics"),
+    (mt.check_fbeta, fbeta_by_sklearn, "sklearn.metrics"),
+    (mt.check_macro_f1, f1_by_sklearn, "sklearn.metrics"),
+    (mt.check_precision_over_batches, lambda batches: sk.precision_score(
+        *(torch.cat(labels) for labels in zip(*batches))), "sklearn.metrics"),
+    (mt.check_accuracy_misleads, lambda: tuple(
+        score(np.arange(1000) < 10, predicted) for predicted in (np.zeros(1000, dtype=bool),
+                                                                 (np.arange(1000) > 0)
+                                                                 & (np.arange(1000) < 31))
+        for score in (sk.accuracy_score, sk.recall_score)), "sklearn.metrics"),
+    (mt.check_which_to_deploy, lambda: "B" if sk.recall_score([1, 1], [0, 1]) > 0 else "A",
+     "sklearn.metrics"),
+]
+
+
+@pytest.mark.parametrize("check, answer, call", FORBIDDEN_ANSWERS,
+                         ids=[f"{c.__name__}-{call}" for c, _, call in FORBIDDEN_ANSWERS])
+def test_an_answer_that_calls_what_the_task_forbids_gets_a_verdict_naming_it(check, answer, call):
+    verdict = check(answer)
+    assert verdict.status == E.WRONG and f"asks you to write it without {call}" in (
+        verdict.message), verdict.message
+    with pytest.MonkeyPatch.context() as unwatched:  # the call alone is what is wrong
+        unwatched.setattr(grading, "guarded", lambda learner, forbid=(): learner)
+        assert check(answer).passed
+
+
+@pytest.mark.parametrize("name", list(SOLUTIONS))
+def test_the_solutions_pass_the_hidden_tests_whatever_the_seed(name):
+    check, solution, seed = SOLUTIONS[name]
+    for hidden_seed in (seed, *range(1, 11)):
+        assert grading.grade(check, solution, seed=hidden_seed).passed
+
+
+def frozen(value):
+    """A hashable copy of an input: tensors as their values, sequences as tuples."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape), tuple(value.flatten().tolist())
+    if isinstance(value, tuple | list):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize("name", ["check_step_lr", "check_warmup_cosine_lr",
+                                  "check_confusion_matrix", "check_precision_over_batches"])
+def test_an_answer_that_memorises_the_visible_cases_fails_the_hidden_test(name):
+    check, solution, seed = SOLUTIONS[name]
+    table = {}
+
+    def recorded(*inputs):
+        table[frozen(inputs)] = solution(*inputs)
+        return table[frozen(inputs)]
+
+    def memorised(*inputs):  # looks the answer up; anything else it has not seen
+        return table.get(frozen(inputs), 0.0)
+
+    assert check(recorded).passed and check(memorised).passed
+    with pytest.raises(AssertionError, match="on the hidden inputs"):
+        grading.grade(check, memorised, seed=seed)
+
+
+def test_the_question_answers_are_sealed():
+    # the checkers compare with digests: neither the answers nor the rule that gives them
+    source = "\n".join(Path(module.__file__).read_text() for module in (lr, mt))
+    for revealing in ("_rates_used", "scheduler_first=True", "0.625, 0.75", "0.978",
+                      "accuracy_score", 'learner, "B"', "recall_b"):
+        assert revealing not in source, revealing
+
+
+RIGHT_ON_SOME_INPUTS = set()  # (checker, hint) of mistakes that random inputs may not reveal
+
+def test_every_task_that_forbids_something_is_tried_with_it():
+    forbidding = {check for check in MISTAKES if check.forbid}
+    assert {check for check, _, _ in FORBIDDEN_ANSWERS} == forbidding
+    assert {call for _, _, call in FORBIDDEN_ANSWERS} == {
+        name for check in forbidding for name in check.forbid}
+
+
+@pytest.mark.parametrize("name", sorted({name for check in MISTAKES for name in check.forbid}))
+def test_every_forbidden_name_exists(name):
+    """A misspelt name would forbid nothing."""
+    assert importlib.import_module(name) is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
+    """A diagnosis holds for any inputs of the same kind, not for the visible ones only."""
+    with grading.hidden_inputs(seed):
+        for check, table in MISTAKES.items():
+            for wrong, hint in table:
+                if (check, hint) in RIGHT_ON_SOME_INPUTS:
+                    continue
+                verdict = check(wrong)
+                assert verdict.status == E.WRONG and hint in verdict.message, (
+                    check.__name__, verdict.message)

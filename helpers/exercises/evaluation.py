@@ -8,6 +8,11 @@ builds its objects afresh for every call, runs the function on them, and returns
 compared — the accuracy with the model's mode afterwards, or the losses of a training run resumed
 from a checkpoint. A diagnosis is then a wrong function of the same kind, run through the same
 procedures.
+
+Every task but the question forbids the course's own `helpers.training`, `helpers.metrics` and
+`helpers.stats` (their classes too, such as `EarlyStopping`), and the libraries that would do
+the work: `sklearn.metrics` and `scipy.stats` (`binomtest`, `bootstrap`). Methods of the objects a
+checker hands over (the model, the optimizer, the DataLoader) are the learner's to call.
 """
 
 from __future__ import annotations
@@ -27,18 +32,26 @@ from helpers.data import loader as make_loader
 from helpers.exercises import (
     BadReturn,
     Diagnosis,
+    Sealed,
     Verdict,
     as_number,
     check_answer,
     check_function,
     check_procedure,
+    input_seed,
     lists_as_tuples,
     seeded,
     wrong,
 )
 from helpers.exercises.grading import task
-from helpers.exercises.metrics import _Batches
+from helpers.exercises.metrics import _Batches, _recorded, _sealed_mistake_hint
 from helpers.training import EarlyStopping, shuffled_batches
+
+WITHOUT_REFERENCES = ("helpers.training", "helpers.metrics", "helpers.stats", "sklearn.metrics",
+                      "scipy.stats")
+"""What tasks 1 to 8 forbid: "write them with torch (and math, scipy.special.ndtri), not with
+helpers.training, helpers.metrics or helpers.stats", nor with the library functions that do the
+same."""
 
 
 class _Dropout(torch.nn.Module):
@@ -106,7 +119,7 @@ class _EvaluationCase:
 
     def run(self, accuracy_over_loader: Callable) -> Evaluation | None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(input_seed(self.seed))  # the hidden test's model is another
             model = _Classifier()
             model.train(self.mode == "train")
             X, y = _blobs(self.n, seeded(self.seed + 1))
@@ -159,7 +172,7 @@ def _over_full_batches(model, loader) -> float:
     return sum(a * s for a, s in zip(accuracies, sizes)) / (len(loader) * loader.batch_size)
 
 
-@task()
+@task(forbid=WITHOUT_REFERENCES)
 def check_accuracy_over_loader(accuracy_over_loader) -> Verdict:
     """Task 1: `accuracy_over_loader(model, loader)`, the accuracy over all the loader's samples,
     evaluated in eval mode without autograd, with the model given back in its mode."""
@@ -211,7 +224,7 @@ def _label_batches(sizes: Sequence[int], n_classes: int, seed: int) -> _Batches:
     return _Batches(batches)
 
 
-@task()
+@task(forbid=WITHOUT_REFERENCES)
 def check_recall_over_batches(recall_over_batches) -> Verdict:
     """Task 2: `recall_over_batches(batches, n_classes)`, the float64 recall of every class over
     all the `(y_true, y_pred)` batches."""
@@ -261,6 +274,8 @@ def check_recall_over_batches(recall_over_batches) -> Verdict:
                   "by the row sums, TP + FN, the samples that truly belong to the class"),
         Diagnosis(lambda batches, k: reference(batches[-1:], k),
                   f"that is the recall of the last batch alone: {advice}"),
+        Diagnosis(lambda batches, k: per_batch(batches[-1:], k)[0],  # NaN: a class it lacks
+                  f"that is the recall of the last batch alone: {advice}"),
         Diagnosis(lambda batches, k: reference(batches, k).float(),
                   "the values are right but float32 (int64 / int64 gives float32): convert the "
                   "counts with .double() first"),
@@ -301,13 +316,22 @@ def _wald(k, n, z, clip: bool = False) -> list[float]:
     return [max(low, 0.0), min(high, 1.0)] if clip else [low, high]
 
 
-@task()
+def _random_score(seed: int) -> tuple[int, int, float]:
+    """A random (k, n, confidence_level): k right of n test samples, 1 <= k < n."""
+    g = seeded(seed)
+    n = int(torch.randint(10, 1000, (), generator=g))
+    k = int(torch.randint(1, n, (), generator=g))
+    return k, n, (0.8, 0.9, 0.95, 0.99)[int(torch.randint(4, (), generator=g))]
+
+
+@task(forbid=WITHOUT_REFERENCES)
 def check_wilson_interval(wilson_interval) -> Verdict:
     """Task 3: `wilson_interval(k, n, confidence_level=0.95)`, the two-sided Wilson interval as
     `(low, high)`, equal to scipy's `binomtest(k, n).proportion_ci(confidence_level,
     method="wilson")`."""
     cases = [(45, 50, 0.95), (7, 10, 0.9), (480, 600, 0.99), (0, 20, 0.95), (20, 20, 0.95),
-             (3, 40, 0.8), (1, 30, 0.95)]  # Wald's interval of the last reaches below 0
+             (3, 40, 0.8), (1, 30, 0.95),  # Wald's interval of the last reaches below 0
+             _random_score(88)]
 
     def reference(k, n, confidence_level=0.95):
         return list(stats.proportion_ci(k, n, confidence_level, "wilson"))
@@ -351,11 +375,12 @@ class _BootstrapCase:
         right = torch.randperm(n, generator=g) < round(accuracy * n)
         self.y_pred = torch.where(right, self.y_true, (self.y_true + 1) % 3)
         self.n_resamples, self.confidence_level, self.seed = n_resamples, confidence_level, seed
+        self.generator_seed = input_seed(seed)  # what seeded(seed) seeds the generator with
 
     def __repr__(self) -> str:
         accuracy = (self.y_true == self.y_pred).double().mean().item()
         return (f"{len(self.y_true)} labels and predictions (accuracy {accuracy:.4g}), "
-                f"n_resamples={self.n_resamples}, a generator seeded with {self.seed}, "
+                f"n_resamples={self.n_resamples}, a generator seeded with {self.generator_seed}, "
                 f"confidence_level={self.confidence_level}")
 
     def run(self, bootstrap_accuracy_ci: Callable):
@@ -399,7 +424,7 @@ def _bootstrap(indices: str = "paired", interval: str = "percentile") -> Callabl
     return ci
 
 
-@task()
+@task(forbid=WITHOUT_REFERENCES)
 def check_bootstrap_accuracy_ci(bootstrap_accuracy_ci) -> Verdict:
     """Task 4: `bootstrap_accuracy_ci(y_true, y_pred, n_resamples, generator,
     confidence_level=0.95)`, the paired percentile bootstrap interval of the accuracy, drawn as
@@ -460,14 +485,26 @@ def _binomial_half_cdf(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
-@task()
+def _random_table(seed: int) -> list[list[int]]:
+    """A random paired table [[both right, A only], [B only, neither]], with disagreements both
+    ways in unequal numbers (so that McNemar's p-value is below 1)."""
+    g = seeded(seed)
+    both, neither = (int(torch.randint(10, 80, (), generator=g)) for _ in range(2))
+    a_only = int(torch.randint(1, 25, (), generator=g))
+    b_only = a_only + int(torch.randint(1, 15, (), generator=g))
+    return [[both, a_only], [b_only, neither]] if torch.rand((), generator=g) < 0.5 else (
+        [[both, b_only], [a_only, neither]])
+
+
+@task(forbid=WITHOUT_REFERENCES)
 def check_mcnemar_pvalue(mcnemar_pvalue) -> Verdict:
     """Task 5: `mcnemar_pvalue(y_true, y_pred_a, y_pred_b)`, the two-sided p-value of McNemar's
     exact test, as a number."""
     cases = [_paired_predictions([[40, 12], [4, 9]], 85),
              _paired_predictions([[30, 3], [3, 5]], 86),  # as many disagreements each way
              _paired_predictions([[50, 0], [7, 3]], 87),
-             _paired_predictions([[120, 25], [14, 21]], 88)]
+             _paired_predictions([[120, 25], [14, 21]], 88),
+             _paired_predictions(_random_table(89), 90)]
 
     def reference(y_true, pred_a, pred_b):
         return stats.mcnemar(stats.paired_table(y_true, pred_a, pred_b)).pvalue
@@ -540,7 +577,7 @@ class _ResumeCase:
                 f"step after the resume)")
 
     def objects(self, seed: int):
-        torch.manual_seed(seed)
+        torch.manual_seed(input_seed(seed))  # the hidden test's model is another
         model = _Classifier(p=0.3)
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
         if self.scheduler == "StepLR":
@@ -717,7 +754,7 @@ def _checkpoint_problem(checkpoint, epoch: int) -> str | None:
     return None
 
 
-@task()
+@task(forbid=WITHOUT_REFERENCES)
 def check_make_checkpoint(make_checkpoint) -> Verdict:
     """Task 6: `make_checkpoint(model, optimizer, scheduler, generator, epoch)`, a dict with the
     keys of `CHECKPOINT_KEYS` that resumes a run bit for bit (restored by the reference)."""
@@ -742,7 +779,7 @@ def check_make_checkpoint(make_checkpoint) -> Verdict:
     return verdict
 
 
-@task()
+@task(forbid=WITHOUT_REFERENCES)
 def check_restore_checkpoint(restore_checkpoint) -> Verdict:
     """Task 7: `restore_checkpoint(checkpoint, model, optimizer, scheduler, generator)`, restoring
     everything a reference checkpoint holds into fresh objects, returning checkpoint['epoch']."""
@@ -807,7 +844,20 @@ def _stopping(val_losses, patience, min_delta=0.0, *, strict=True, against="best
     return best - 1 + first_epoch, stop - 1 + first_epoch
 
 
-@task()
+def _random_losses(seed: int) -> tuple[tuple[float, ...], int, float]:
+    """Random validation losses (a falling trend with noise, then a rise: overfitting), patience
+    and min_delta. The losses are not rounded: no tie with min_delta decides the answer."""
+    g = seeded(seed)
+    epochs = int(torch.randint(8, 20, (), generator=g))
+    t = torch.arange(epochs, dtype=torch.float64)
+    trend = 1.0 / (1 + t) + 0.01 * (t - epochs / 2).clamp(min=0)
+    noise = 0.05 * torch.rand(epochs, generator=g, dtype=torch.float64)
+    patience = int(torch.randint(1, 5, (), generator=g))
+    min_delta = float(0.01 * torch.rand((), generator=g, dtype=torch.float64))
+    return tuple((trend + noise).tolist()), patience, min_delta
+
+
+@task(forbid=WITHOUT_REFERENCES)
 def check_best_and_stop_epoch(best_and_stop_epoch) -> Verdict:
     """Task 8: `best_and_stop_epoch(val_losses, patience, min_delta=0.0)`, the epochs (counted
     from 1) whose weights early stopping keeps and at which it stops."""
@@ -815,7 +865,7 @@ def check_best_and_stop_epoch(best_and_stop_epoch) -> Verdict:
              ((1.0, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7), 3, 0.0),  # ties are no improvement
              ((0.50, 0.45, 0.44, 0.43, 0.42, 0.41, 0.30), 2, 0.02),
              ((0.9, 0.8, 0.7, 0.6, 0.5), 2, 0.0),  # never stops
-             ((0.6, 0.7, 0.5, 0.8, 0.9, 0.95), 2, 0.0)]
+             ((0.6, 0.7, 0.5, 0.8, 0.9, 0.95), 2, 0.0), _random_losses(91)]
 
     def reference(val_losses, patience, min_delta=0.0):
         stopper, stop = EarlyStopping(patience, min_delta), len(val_losses)
@@ -853,23 +903,29 @@ def check_best_and_stop_epoch(best_and_stop_epoch) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 PROTOCOL_RUNS = {"A": (0.912, 0.905), "B": (0.936, 0.921), "C": (0.928, 0.934)}
-"""Task 9: configuration -> (validation accuracy, test accuracy)."""
+"""Task 9's table, as its text gives it: configuration -> (validation accuracy, test accuracy)."""
+
+# the test accuracy to report, and the validation accuracy of the configuration to choose (a
+# typical wrong answer that would say which it is), sealed with `seal("reported_accuracy", ...)`
+_REPORTED = Sealed("645a1c9513a838565951ae3065f722f13768ce4803ca4ec0731a7e0b723dae11")
+_CHOSEN_VALIDATION = Sealed("45caa39429f19cfb7eb3953d5062398ccdbf73450d7629ad83e6952f8b18cbd1")
 
 
 @task()
 def check_reported_accuracy(reported_accuracy) -> Verdict:
     """Task 9 (conceptual): the test accuracy to report after choosing among `PROTOCOL_RUNS` on
     validation."""
-    chosen = max(PROTOCOL_RUNS, key=lambda name: PROTOCOL_RUNS[name][0])
     tests = [test for _, test in PROTOCOL_RUNS.values()]
-    return check_answer("reported_accuracy", reported_accuracy, PROTOCOL_RUNS[chosen][1], [
+    learner = _recorded(reported_accuracy)
+    verdict = check_answer("reported_accuracy", learner, _REPORTED, [
         (max(tests), "that is the best TEST accuracy: choosing by it makes the test set a second "
                      "validation set, and the number is biased upward; choose on validation, "
                      "then report the chosen configuration's test accuracy"),
-        (PROTOCOL_RUNS[chosen][0], "that is the validation accuracy of the chosen configuration: "
-                                   "it was used to choose, so it is biased upward; report its "
-                                   "test accuracy"),
         (sum(tests) / len(tests), "you report one model, the one chosen on validation: not the "
                                   "mean over the configurations"),
     ], rtol=1e-9)
-
+    return _sealed_mistake_hint(verdict, learner, [
+        (_CHOSEN_VALIDATION, "that is the validation accuracy of the chosen configuration: it "
+                             "was used to choose, so it is biased upward; report its test "
+                             "accuracy"),
+    ])

@@ -1,17 +1,34 @@
-"""Checkers for the exercises of chapter 06, the learning rate."""
+"""Checkers for the exercises of chapter 06, the learning rate.
+
+Tasks 1 to 4 ask for a schedule written from its closed form: they forbid torch's schedulers
+(`torch.optim.lr_scheduler`) and the course's own (`helpers.schedules`). Every schedule is checked
+on fixed cases (each one a known pitfall: t = 0, a multiple of step_size, t = T_max) and on a
+random one drawn with `seeded`, which a hidden test replaces by another.
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
 from torch.optim import lr_scheduler
 
 from helpers import schedules
-from helpers.exercises import Diagnosis, Verdict, check_answer, check_function, seeded
+from helpers.exercises import (
+    Diagnosis,
+    Sealed,
+    Verdict,
+    check_answer,
+    check_function,
+    seeded,
+)
 from helpers.exercises.grading import task
+from helpers.exercises.metrics import _recorded, _sealed_mistake_hint
+
+WITHOUT_SCHEDULERS = ("torch.optim.lr_scheduler", "helpers.schedules")
+"""What tasks 1 to 4 forbid: "write each schedule from its closed form; don't build a torch
+scheduler" (nor use the course's)."""
 
 
 def _torch_lr_at(make_scheduler: Callable, base_lr: float, step: int) -> float:
@@ -50,11 +67,38 @@ def _cosine(t, base_lr, T_max, eta_min):  # noqa: N803
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
 
 
-@task()
+def _whole(generator: torch.Generator, low: int, high: int) -> int:
+    """A random whole number from low to high, both included."""
+    return int(torch.randint(low, high + 1, (), generator=generator))
+
+
+def _rate(generator: torch.Generator, low: float, high: float, digits: int = 3) -> float:
+    """A random rate from low to high, uniform on a log axis, rounded to `digits` significant
+    digits (so that it reads well in a verdict)."""
+    exponent = math.log10(low) + (math.log10(high) - math.log10(low)) * float(
+        torch.rand((), generator=generator, dtype=torch.float64))
+    return float(f"{10**exponent:.{digits}g}")
+
+
+def _fraction(generator: torch.Generator, low: float, high: float) -> float:
+    """A random number from low to high, rounded to 2 decimals."""
+    return round(low + (high - low) * float(torch.rand((), generator=generator,
+                                                       dtype=torch.float64)), 2)
+
+
+def _random_step_lr_case(seed: int) -> tuple[int, float, int, float]:
+    """A random (t, base_lr, step_size, gamma): t up to 40, several decays."""
+    g = seeded(seed)
+    step_size = _whole(g, 2, 8)
+    return _whole(g, 0, 40), _rate(g, 1e-3, 1.0), step_size, _fraction(g, 0.1, 0.95)
+
+
+@task(forbid=WITHOUT_SCHEDULERS)
 def check_step_lr(step_lr) -> Verdict:
     """Task 1: `step_lr(t, base_lr, step_size, gamma)`, StepLR's rate after t steps."""
     cases = [(7, 0.1, 3, 0.5), (3, 0.1, 3, 0.5), (2, 0.1, 3, 0.5), (0, 0.1, 3, 0.5),
-             (25, 1.0, 10, 0.1), (9, 0.05, 1, 0.9)]
+             (25, 1.0, 10, 0.1), (9, 0.05, 1, 0.9), _random_step_lr_case(61),
+             _random_step_lr_case(62)]
 
     def reference(t, base_lr, step_size, gamma):
         return _torch_lr_at(lambda o: lr_scheduler.StepLR(o, step_size, gamma), base_lr, t)
@@ -81,12 +125,21 @@ def check_step_lr(step_lr) -> Verdict:
     ])
 
 
-@task()
+def _random_cosine_case(seed: int) -> tuple[int, float, int, float]:
+    """A random (t, base_lr, T_max, eta_min), with 0 < t < T_max and eta_min below base_lr."""
+    g = seeded(seed)
+    T_max = _whole(g, 5, 120)  # noqa: N806 - torch's name
+    base_lr = _rate(g, 1e-3, 1.0)
+    return _whole(g, 1, T_max - 1), base_lr, T_max, float(f"{base_lr * _fraction(g, 0, 0.3):.3g}")
+
+
+@task(forbid=WITHOUT_SCHEDULERS)
 def check_cosine_lr(cosine_lr) -> Verdict:
     """Task 2: `cosine_lr(t, base_lr, T_max, eta_min)`, CosineAnnealingLR's rate at step t
     (0 <= t <= T_max)."""
     cases = [(25, 0.1, 100, 0.0), (60, 0.1, 100, 0.0), (100, 0.1, 100, 0.0), (0, 0.1, 100, 0.0),
-             (30, 1.0, 80, 1e-3), (7, 0.5, 10, 0.05), (10, 0.5, 10, 0.05)]
+             (30, 1.0, 80, 1e-3), (7, 0.5, 10, 0.05), (10, 0.5, 10, 0.05),
+             _random_cosine_case(63), _random_cosine_case(64)]
 
     def reference(t, base_lr, T_max, eta_min):  # noqa: N803
         return _torch_lr_at(lambda o: lr_scheduler.CosineAnnealingLR(o, T_max, eta_min), base_lr, t)
@@ -128,10 +181,17 @@ def check_cosine_lr(cosine_lr) -> Verdict:
     ])
 
 
-@task()
+def _random_range_test_case(seed: int) -> tuple[float, float, int]:
+    """A random (start_lr, end_lr, num_iter): from a tiny rate to a large one."""
+    g = seeded(seed)
+    return _rate(g, 1e-7, 1e-3), _rate(g, 0.1, 10.0), _whole(g, 3, 12)
+
+
+@task(forbid=WITHOUT_SCHEDULERS)
 def check_range_test_lrs(range_test_lrs) -> Verdict:
     """Task 3: `range_test_lrs(start_lr, end_lr, num_iter)`, the geometric sequence of rates."""
-    cases = [(1e-4, 10.0, 6), (1e-3, 1.0, 4), (1e-7, 10.0, 9), (0.5, 2.0, 2)]
+    cases = [(1e-4, 10.0, 6), (1e-3, 1.0, 4), (1e-7, 10.0, 9), (0.5, 2.0, 2),
+             _random_range_test_case(65)]
 
     def reference(start, end, n):
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=start)
@@ -169,13 +229,23 @@ def check_range_test_lrs(range_test_lrs) -> Verdict:
     ], rtol=1e-5)
 
 
-@task()
+def _random_warmup_cases(seed: int) -> list[tuple[int, float, int, int, float]]:
+    """Two cases of one random schedule: a step of the warm-up and a step of the cosine."""
+    g = seeded(seed)
+    warmup = _whole(g, 2, 10)
+    total = warmup + _whole(g, 5, 60)
+    base_lr, start_factor = _rate(g, 1e-3, 1.0), _fraction(g, 0.05, 0.9)
+    return [(_whole(g, 1, warmup - 1), base_lr, warmup, total, start_factor),
+            (_whole(g, warmup + 1, total - 1), base_lr, warmup, total, start_factor)]
+
+
+@task(forbid=WITHOUT_SCHEDULERS)
 def check_warmup_cosine_lr(warmup_cosine_lr) -> Verdict:
     """Task 4: `warmup_cosine_lr(t, base_lr, warmup_steps, total_steps, start_factor)`: linear
     warm-up, then cosine annealing to 0 at `total_steps` (torch's SequentialLR of the two)."""
     cases = [(4, 0.5, 10, 60, 0.1), (0, 0.5, 10, 60, 0.1), (10, 0.5, 10, 60, 0.1),
              (25, 0.5, 10, 60, 0.1), (60, 0.5, 10, 60, 0.1), (2, 1.0, 5, 25, 0.25),
-             (18, 1.0, 5, 25, 0.25)]
+             (18, 1.0, 5, 25, 0.25), *_random_warmup_cases(66)]
 
     def reference(t, base_lr, warmup, total, start_factor):
         def make(o):
@@ -282,44 +352,29 @@ def check_smooth_losses(smooth_losses) -> Verdict:
     ])
 
 
-_ORDER_LR, _ORDER_WARM_UP = 0.4, dict(start_factor=0.5, total_iters=4)  # task 6's settings
-
-
-def _rates_used(scheduler_first: bool, steps: int = 5) -> list[float]:
-    """The rates of the first updates of task 6's warm-up LinearLR(start_factor=0.5,
-    total_iters=4) at lr 0.4, with `scheduler.step()` called before or after `optimizer.step()`."""
-    weight = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=_ORDER_LR)
-    scheduler = lr_scheduler.LinearLR(optimizer, **_ORDER_WARM_UP)
-    used = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch warns about the wrong order: that is the point
-        for _ in range(steps):
-            if scheduler_first:
-                scheduler.step()
-            used.append(optimizer.param_groups[0]["lr"])  # the rate this update uses
-            optimizer.step()
-            if not scheduler_first:
-                scheduler.step()
-    return used
+# Task 6's answer and its typical wrong answers (each the answer in another form), sealed with
+# `seal("scheduler_first_rates", rates)`: the rates the five updates use
+_SCHEDULER_FIRST = Sealed("7db8b716cac849b9d1902c7590a3cac9e232a6833e7e14617fa747e41ebb52fe", 5)
+_ORDER_MISTAKES = [
+    (Sealed("be7a8f7e251025eb1912457caaa0e499130c08e221193907a9c24f05668f860f", 5),
+     "that is the sequence of the right order: here scheduler.step() runs before the first "
+     "update, so the schedule is one step ahead and its first value, start_factor * lr, is "
+     "never used"),
+    (Sealed("060b7ff00f815822436e8845a2e0ff34177e2b2e468969fd8348fdeabafb288d", 5),
+     "the other way round: calling the scheduler first puts the schedule one step AHEAD, not "
+     "behind"),
+    (Sealed("9d0e29939b044ea703793a207236be7f885f6b6e37176239dbc1020d003d3a1f", 5),
+     "those are the factors: multiply them by lr = 0.4"),
+    (Sealed("8d55c6346e8c077ddb9f00ddc007ff9b05605783ba93bb2b882c55bbeb46b87a", 5),
+     "those are the factors of the right order: multiply by lr = 0.4, and remember that here "
+     "the scheduler steps before the first update"),
+]
 
 
 @task()
 def check_scheduler_first_rates(scheduler_first_rates) -> Verdict:
     """Task 6 (conceptual): the rates of the first five updates when `scheduler.step()` is
     called before `optimizer.step()`, for LinearLR(start_factor=0.5, total_iters=4), lr 0.4."""
-    wrong_order, right_order = _rates_used(scheduler_first=True), _rates_used(False)
-    lr = _ORDER_LR
-    return check_answer("scheduler_first_rates", scheduler_first_rates, wrong_order, [
-        (right_order, "that is the sequence of the right order: here scheduler.step() runs "
-                      "before the first update, so the schedule is one step ahead and its "
-                      f"first value, {right_order[0]:g}, is never used"),
-        (right_order[:1] + right_order[:4],
-         "the other way round: calling the scheduler first puts the schedule one step AHEAD, "
-         "not behind"),
-        ([rate / lr for rate in wrong_order],
-         f"those are the factors: multiply them by lr = {lr}"),
-        ([rate / lr for rate in right_order], "those are the factors of the right order: "
-                                              f"multiply by lr = {lr}, and remember that here the "
-                                              "scheduler steps before the first update"),
-    ])
+    learner = _recorded(scheduler_first_rates)
+    verdict = check_answer("scheduler_first_rates", learner, _SCHEDULER_FIRST)
+    return _sealed_mistake_hint(verdict, learner, _ORDER_MISTAKES)

@@ -1,8 +1,14 @@
-"""Checkers for the exercises of chapter 07, classification metrics."""
+"""Checkers for the exercises of chapter 07, classification metrics.
+
+Every task is to be done with tensor operations: each forbids `sklearn.metrics` and the course's
+`helpers.metrics` (its classes too), which would compute the answer. The question of task 6 keeps
+its answers sealed (see `helpers.exercises.seal`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import sklearn.metrics as sk
@@ -11,13 +17,66 @@ import torch
 from helpers.exercises import (
     WRONG,
     Diagnosis,
+    Sealed,
     Verdict,
     check_answer,
     check_function,
+    seal,
     seeded,
     wrong,
 )
 from helpers.exercises.grading import task
+
+WITHOUT_LIBRARY_METRICS = ("sklearn.metrics", "helpers.metrics")
+"""What every task of the chapter forbids: "use tensor operations, not sklearn.metrics or
+helpers.metrics"."""
+
+# --------------------------------------------------------------------------------------------
+# Question tasks whose typical wrong answers would give the right one away
+# --------------------------------------------------------------------------------------------
+
+
+def _recorded(learner):
+    """`learner` with what each call returned kept in `.returned` (anything not callable is
+    passed through for the checker to describe)."""
+    if not callable(learner):
+        return learner
+
+    def call():
+        call.returned.append(learner())
+        return call.returned[-1]
+
+    call.returned = []
+    return call
+
+
+def _opens(sealed: Sealed, task: str, answer) -> bool:
+    """Whether `answer` is the one `sealed` keeps (compared as `check_answer` compares a sealed
+    answer: a tensor or array as the list of its values)."""
+    if isinstance(answer, torch.Tensor | np.ndarray) and sealed.length is not None:
+        answer = answer.tolist()
+    try:
+        return seal(task, answer).digest == sealed.digest
+    except (TypeError, ValueError):  # not numbers or a string, or on a rounding boundary
+        return False
+
+
+def _sealed_mistake_hint(verdict: Verdict, learner, mistakes: Sequence[tuple[Sealed, str]]
+                         ) -> Verdict:
+    """`verdict` of `check_answer`, or the hint of a sealed typical wrong answer when the
+    learner's latest answer (`learner` is `_recorded`) is that one.
+
+    A question's typical wrong answer is often the right one in another form (the same numbers
+    in another order or unit, all but one of them): written plainly in a checker, it would give
+    the right answer away, so it is kept sealed like the answer itself.
+    """
+    returned = getattr(learner, "returned", None)
+    if verdict.status != WRONG or not verdict.message.startswith("not the expected answer"):
+        return verdict
+    for sealed, hint in mistakes if returned else ():
+        if _opens(sealed, verdict.task, returned[-1]):
+            return wrong(verdict.task, hint)
+    return verdict
 
 
 def _pairs_of(C: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +136,7 @@ def _matrices() -> dict[str, torch.Tensor]:
     }
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_confusion_matrix(confusion_matrix) -> Verdict:
     """Task 1: `confusion_matrix(y_true, y_pred, n_classes)`, rows true, columns predicted."""
     g = seeded(70)
@@ -127,7 +186,7 @@ def _explained_reshape(confusion_matrix):
     return explained
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_precision_recall(precision_recall) -> Verdict:
     """Task 2: `precision_recall(C)`, the float64 precision and recall of every class."""
     matrices = _matrices()
@@ -186,7 +245,7 @@ def check_precision_recall(precision_recall) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_fbeta(fbeta) -> Verdict:
     """Task 3: `fbeta(C, beta)`, the float64 F_beta of every class, 0 where it is 0/0."""
     matrices = _matrices()
@@ -212,7 +271,7 @@ def check_fbeta(fbeta) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_macro_f1(macro_f1) -> Verdict:
     """Task 4: `macro_f1(C)`, the mean of the per-class F1 scores, as a number."""
     matrices = _matrices()
@@ -263,7 +322,7 @@ def check_macro_f1(macro_f1) -> Verdict:
     ])
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_precision_over_batches(precision_over_batches) -> Verdict:
     """Task 5: the precision of class 1 over all `(y_true, y_pred)` batches, as a number."""
     g = seeded(75)
@@ -315,36 +374,34 @@ def check_precision_over_batches(precision_over_batches) -> Verdict:
     ])
 
 
-def _screening() -> dict[str, float]:
-    """Task 6's two screening models on 1000 samples with 10 positives, scored by scikit-learn:
-    A answers "negative" always, B flags 30 samples, 9 of them positive."""
-    y_true = np.zeros(1000, dtype=np.int64)
-    y_true[:10] = 1
-    always_negative = np.zeros(1000, dtype=np.int64)
-    model_b = np.zeros(1000, dtype=np.int64)
-    model_b[1:31] = 1  # 30 flagged: 9 of the positives (1..9) and 21 negatives (10..30)
-    return {"accuracy_a": float(sk.accuracy_score(y_true, always_negative)),
-            "recall_a": float(sk.recall_score(y_true, always_negative)),
-            "accuracy_b": float(sk.accuracy_score(y_true, model_b)),
-            "recall_b": float(sk.recall_score(y_true, model_b)),
-            "precision_b": float(sk.precision_score(y_true, model_b))}
-
-
 _SCREENING_ORDER = "(accuracy_A, recall_A, accuracy_B, recall_B)"
 
-
-def _recorded(learner):
-    """`learner` with what each call returned kept in `.returned` (anything not callable is
-    passed through for the checker to describe)."""
-    if not callable(learner):
-        return learner
-
-    def call():
-        call.returned.append(learner())
-        return call.returned[-1]
-
-    call.returned = []
-    return call
+# Task 6's answers and the typical wrong ones of its first part (each the answer with one number
+# wrong, or its numbers in another order or unit), sealed with `seal(task, answer)`
+_SCREENING_SCORES = Sealed("e3bb72d6d1545a6f819912a705a7b26a24d0b4c63641ac27506de4b52c191c5e", 4)
+_SCREENING_MISTAKES = [
+    (Sealed("dbd9a2dffa5d201961c7647dd74f8a5b2502c627701702c2ab542a8f317ce271", 4),
+     "recall is asked of the positive class, TP / (TP + FN): the share of the positives a "
+     "model finds (1.0 is model A's recall of the NEGATIVE class)"),
+    (Sealed("71de7fc6b70d0c851316ff689f638bfb82cbcee699c9f6e4ef92d81ae6942189", 4),
+     "the recall of B is TP / (TP + FN), the share of the positives it finds: the share of "
+     "its flags that are right, TP / (TP + FP), is its precision"),
+    (Sealed("386111dc0df1e4f60eb55613dc33cbbfd7f7a2ed81946786a88a0487bef2d6b9", 4),
+     "accuracy counts every correct prediction, the negatives included: A is right on all "
+     "990 negatives"),
+    (Sealed("a1c82b89c442ae77a109f1ccf4dfdcb24fc1290d86603ba5141ddca99fd6809b", 4),
+     "B's false alarms are the flagged samples that are negative, not all 30 flagged: "
+     "FP = 30 - TP"),
+    (Sealed("384f1520a040c0aac3f6ea517ec0a19e21262871e6f3437534d3f664a3101883", 4),
+     "count both kinds of error of B: its false alarms AND the positives it misses"),
+    (Sealed("9aa500236c009a6017b78b8f6e654acc397f2e4da3ad69ecf0055f4a44e636cc", 4),
+     f"the order is {_SCREENING_ORDER}: model A's two numbers first, then B's"),
+    (Sealed("e1426fe4c53dbfe0b0a4c5771c48f5683cf46beea15ca29df224655e082e0d5d", 4),
+     f"the order is {_SCREENING_ORDER}: accuracy first, then recall, for each model"),
+    (Sealed("4a330e31c680d92c772d0ac0d73adb8a49dbc6e9a229313759483886aa5376f4", 4),
+     "give the rates as fractions between 0 and 1, not as percentages"),
+]
+_MODEL_TO_DEPLOY = Sealed("2a76228d21b02d13a3e3f746c78f03cf10b0f23c8fb3f75fc197de4fe8ff5f83")
 
 
 def _length(answer) -> int | None:
@@ -354,40 +411,18 @@ def _length(answer) -> int | None:
     return len(answer) if isinstance(answer, tuple | list) else None
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_accuracy_misleads(accuracy_misleads) -> Verdict:
     """Task 6 (conceptual): accuracy and recall of two screening models on 1000 samples with
     10 positives, as (accuracy_A, recall_A, accuracy_B, recall_B)."""
-    scores = _screening()
-    accuracy_a, recall_a, accuracy_b, recall_b, precision_b = scores.values()
-    expected = (accuracy_a, recall_a, accuracy_b, recall_b)
     learner = _recorded(accuracy_misleads)
-    verdict = check_answer("accuracy_misleads", learner, expected, [
-        ((accuracy_a, 1.0, accuracy_b, recall_b),
-         "model A finds none of the 10 positives: its recall is 0 / 10 = 0 (1.0 is the recall "
-         "of the NEGATIVE class)"),
-        ((accuracy_a, 0.0, accuracy_b, precision_b),
-         "the recall of B is TP / (TP + FN) = 9 / 10: 9 / 30 is its precision"),
-        ((0.01, 0.0, accuracy_b, recall_b),
-         "accuracy counts every correct prediction, the negatives included: A is right on all "
-         "990 negatives"),
-        ((accuracy_a, 0.0, 0.969, recall_b),
-         "B's false alarms are the 30 - 9 = 21 flagged negatives, not 30: TN = 990 - 21 = 969"),
-        ((accuracy_a, 0.0, 0.979, recall_b),
-         "count both kinds of error of B: 21 false alarms AND 1 missed positive"),
-        ((accuracy_a, accuracy_b, recall_a, recall_b),
-         f"the order is {_SCREENING_ORDER}: model A's two numbers first, then B's"),
-        ((recall_a, accuracy_a, recall_b, accuracy_b),
-         f"the order is {_SCREENING_ORDER}: accuracy first, then recall, for each model"),
-        (tuple(100 * value for value in expected),
-         "give the rates as fractions between 0 and 1, not as percentages"),
-    ], rtol=1e-9)
+    verdict = _sealed_mistake_hint(check_answer("accuracy_misleads", learner, _SCREENING_SCORES),
+                                   learner, _SCREENING_MISTAKES)
     returned = learner.returned[-1] if callable(learner) and learner.returned else None
-    if (verdict.status == WRONG and verdict.message.startswith("not the expected answer")
-            and _length(returned) not in (None, len(expected))):
+    if verdict.status == WRONG and _length(returned) not in (None, _SCREENING_SCORES.length):
         return wrong("accuracy_misleads",
-                     f"read the task: it asks for {len(expected)} numbers, {_SCREENING_ORDER} "
-                     f"in this order, and you returned {_length(returned)}")
+                     f"read the task: it asks for {_SCREENING_SCORES.length} numbers, "
+                     f"{_SCREENING_ORDER} in this order, and you returned {_length(returned)}")
     return verdict
 
 
@@ -395,11 +430,10 @@ _NOT_A_LETTER = object()
 """What the deployment checker compares in place of an answer that is not a string."""
 
 
-@task()
+@task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_which_to_deploy(which_to_deploy) -> Verdict:
     """Task 6, second part (conceptual): "A" or "B", the screening model to deploy; "b",
     "model B" and the like count too."""
-    scores = _screening()
     learner = _recorded(which_to_deploy)
 
     def letter():
@@ -409,12 +443,12 @@ def check_which_to_deploy(which_to_deploy) -> Verdict:
         named = got.strip().upper().removeprefix("MODEL").strip()
         return named if named in ("A", "B") else got
 
-    verdict = check_answer("which_to_deploy", letter if callable(learner) else learner, "B", [
-        ("A", f"A has the higher accuracy ({scores['accuracy_a']:.3f} against "
-              f"{scores['accuracy_b']:.3f}) only because 990 of the 1000 samples are negative: "
-              f"it never finds a positive (recall {scores['recall_a']:.0f}); B finds 9 of the 10 "
-              f"(recall {scores['recall_b']:.1f}) for 21 false alarms (precision "
-              f"{scores['precision_b']:.1f}), which a second test can sort out"),
+    verdict = check_answer("which_to_deploy", letter if callable(learner) else learner,
+                           _MODEL_TO_DEPLOY, [
+        ("A", "A has the higher accuracy only because 990 of the 1000 samples are negative: it "
+              "never finds a positive, which is what a screening test is for; B finds most of "
+              "them at the price of some false alarms, which a second test can sort out, while "
+              "a missed positive is never looked at again"),
     ])
     if verdict.status == WRONG and verdict.message.startswith("not the expected answer"):
         return wrong("which_to_deploy", f'answer with the letter of a model, "A" or "B" (you '
