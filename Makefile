@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard exercises/solutions/*.ipyn
 # JupyterLab refuses to run as root unless told; add the flag only when needed.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-browser lint unit nbval portability notebooks exercises verify clean
+.PHONY: lab explore test test-browser lint unit nbval portability notebooks exercises verify slides release clean
 
 # Tests and stored outputs run torch single-threaded: the results do not depend on the number
 # of cores, and parallel test workers (each with a kernel) do not oversubscribe the CPU.
@@ -30,6 +30,21 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 $(ROOT_FLAG) \
 		--LabApp.default_url=/lab/tree/notebooks/00_welcome_and_setup.ipynb \
 		--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+
+# The explorers alone, for a class: apps/ served with Voila at http://127.0.0.1:8866 (no code
+# shown; Voila runs as root without a flag). Each page gets a kernel of its own (about 400 MB),
+# shut down when the page is left; one kernel per app is started and run in advance, so that a
+# page shows at once. A kernel idle for 10 minutes is culled even with its page open (reloading
+# starts a new one): forgotten tabs do not fill the memory. apps/voila.json forbids the pages to
+# load anything from another host (the course runs offline) and lets a closing page shut its
+# kernel down (Voila 0.5 sends that request without the XSRF cookie it would check). The training
+# runs are trained once, by the first kernels, and kept in build/cache.
+EXPLORE_PORT ?= 8866
+explore: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/voila apps --Voila.config_file_paths=apps --Voila.ip=127.0.0.1 \
+		--Voila.port=$(EXPLORE_PORT) --no-browser --VoilaConfiguration.preheat_kernel=True \
+		--MappingKernelManager.cull_idle_timeout=600 --MappingKernelManager.cull_interval=60 \
+		--MappingKernelManager.cull_connected=True
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -66,6 +81,16 @@ exercises: $(STAMP)
 
 verify: $(STAMP)
 	$(BIN)/python -m helpers.verify
+
+# one reveal.js deck per chapter in build/slides/, with reveal.js and MathJax beside it: works
+# offline, opened from disk or served (the slide metadata comes from `python -m helpers.slides`)
+slides: $(STAMP)
+	$(BIN)/python -m helpers.slides --build build/slides
+
+# the graded assignments: an nbgrader course directory in build/classroom, written from the
+# solution notebooks; the students' copies (no solutions, no hidden tests) are in its release/
+release: $(STAMP)
+	$(BIN)/python -m helpers.exercises.release build/classroom
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -8,12 +8,22 @@ under `torch.no_grad()` while evaluating, `zero_grad` before every backward pass
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import itertools
 import math
+import os
+import pickle
+import platform
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -456,3 +466,92 @@ def _batched_inputs(generator: torch.Generator):
 CHECKS = [Check("evaluate_batches (loss, confusion matrix) vs one pass + sklearn", _batched,
                 _one_pass, _batched_inputs, dtypes=(torch.float64, torch.float32))]
 register(*CHECKS)
+
+
+# --------------------------------------------------------------------------------------------
+# Precomputed runs, kept on disk: the classroom apps (apps/, served with Voila) load them
+# --------------------------------------------------------------------------------------------
+
+CACHE_DIR = Path(__file__).resolve().parents[1] / "build" / "cache"
+"""Where `cached` keeps its results: the build folder of the course, never committed."""
+
+_RESULT = TypeVar("_RESULT")
+
+
+def _feed(digest, value) -> None:
+    """Add `value` to `digest`: tensors by dtype, shape and bytes (their pickle holds memory
+    addresses), containers element by element, anything else by its repr."""
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"tensor {value.dtype} {tuple(value.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, list | tuple):
+        digest.update(f"{type(value).__name__} {len(value)};".encode())
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, dict):
+        digest.update(f"dict {len(value)};".encode())
+        for key in sorted(value, key=repr):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    else:
+        digest.update(f"{value!r};".encode())
+
+
+def fingerprint(compute: Callable, *args, **kwargs) -> str:
+    """What decides the result of `compute(*args, **kwargs)`, hashed: the function's name and
+    source (a function defined in a notebook cell has one too), the arguments, the source of
+    the modules of `helpers` imported so far (what `compute` can run; an edit elsewhere in the
+    package does not count), and the versions of Python, torch, numpy and scikit-learn. A change
+    of any of these gives another fingerprint, so a stale result is never read back."""
+    digest = hashlib.sha256()
+    digest.update(f"{compute.__module__}.{compute.__qualname__};".encode())
+    try:
+        digest.update(inspect.getsource(compute).encode())
+    except (OSError, TypeError):  # no source to read: the name alone
+        pass
+    _feed(digest, (args, kwargs))
+    for name in sorted(name for name in sys.modules if name.partition(".")[0] == "helpers"):
+        source = getattr(sys.modules[name], "__file__", None)
+        digest.update(f"{name};".encode())
+        digest.update(Path(source).read_bytes() if source else b"")
+    versions = [platform.python_version()] + [metadata.version(name) for name in
+                                              ("torch", "numpy", "scikit-learn")]
+    digest.update(" ".join(versions).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached(compute: Callable[..., _RESULT], *args, cache_dir: str | os.PathLike | None = None,
+           **kwargs) -> _RESULT:
+    """`compute(*args, **kwargs)`, computed once and then read back from `cache_dir` (default
+    `CACHE_DIR`).
+
+    Why: an explorer over real training runs needs a grid of runs that takes seconds to train
+    (chapter 06's 105 runs, chapter 09's sweeps); a classroom app that trained them on every
+    visit would make each student wait, and a class would queue on the CPU. The file is named
+    after `compute` and its `fingerprint`, so another argument, another version of `helpers` or
+    of torch computes afresh (and replaces the older file of that name). The file is written
+    under a temporary name and then renamed, so a kernel that reads it while another one writes
+    sees the old file or the whole new one, never half of it. The result must be picklable; the
+    files are this machine's own (pickle runs code on load: never copy them from elsewhere).
+    """
+    directory = Path(CACHE_DIR if cache_dir is None else cache_dir)
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in compute.__qualname__)
+    path = directory / f"{name}-{fingerprint(compute, *args, **kwargs)}.pkl"
+    if path.exists():
+        with path.open("rb") as file:
+            return pickle.load(file)
+    result = compute(*args, **kwargs)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    for older in directory.glob(f"{name}-*.pkl"):
+        if older != path:
+            older.unlink(missing_ok=True)
+    return result

@@ -509,3 +509,22 @@ def test_fit_can_evaluate_the_training_set_in_eval_mode(data):
     assert runs[0].train_eval_losses == [] and len(runs[1].train_eval_losses) == 3
     assert runs[1].val_losses == runs[0].val_losses  # evaluating draws nothing: the same run
     assert runs[1].train_eval_losses[-1] == pytest.approx(T.evaluate(model, *small[:2])[0])
+
+
+def test_cached_computes_once_then_reads_back_and_recomputes_on_another_argument(tmp_path):
+    """The cache that keeps the apps' training runs: one computation per argument, the same result
+    read back, a file per function (the older one replaced)."""
+    calls = []
+
+    def squares(n):
+        calls.append(n)
+        return {"squares": torch.arange(n) ** 2}
+
+    first = T.cached(squares, 4, cache_dir=tmp_path)
+    again = T.cached(squares, 4, cache_dir=tmp_path)
+    assert calls == [4] and torch.equal(first["squares"], again["squares"])
+    assert T.cached(squares, torch.tensor(5), cache_dir=tmp_path)["squares"].tolist() == [
+        0, 1, 4, 9, 16]
+    assert [int(n) for n in calls] == [4, 5] and len(list(tmp_path.glob("*squares-*.pkl"))) == 1
+    assert T.fingerprint(squares, torch.ones(3)) != T.fingerprint(squares, torch.ones(3).double())
+    assert T.fingerprint(squares, torch.ones(3)) == T.fingerprint(squares, torch.ones(3))
