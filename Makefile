@@ -75,6 +75,7 @@ notebooks: $(STAMP)
 		--ExecutePreprocessor.record_timing=False \
 		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
 	$(BIN)/python -m helpers.exercises.student
+	$(BIN)/python -m helpers.slides
 
 exercises: $(STAMP)
 	$(BIN)/python -m helpers.exercises.student
