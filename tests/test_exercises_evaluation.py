@@ -6,19 +6,16 @@ implemented yet", student notebooks up to date) cover this chapter's notebooks t
 """
 
 import copy
-import importlib
 import io
 import math
-import re
 import statistics
 from pathlib import Path
 
-import nbformat
 import pytest
 import scipy.stats
 import sklearn.metrics as sk
 import torch
-from exercise_harness import exercise_tests
+from exercise_harness import exercise_tests, solutions_of
 from scipy.special import ndtri
 
 from helpers import exercises as E
@@ -277,17 +274,17 @@ MISTAKES = {
         (lambda: 0.905, "not the expected answer"),
     ],
 }
-globals().update(exercise_tests(MISTAKES, SOLUTION))
 
-
-@pytest.fixture(autouse=True)
-def _diagnoses_may_call_the_checkers_own_code(request, monkeypatch):
-    """The reachability test hands each diagnosis's wrong implementation to its checker as a
-    learner's answer; those are the checkers' own code, which a learner may not call, and they
-    may compute with what a task forbids (its reference library): there, and only there, the
-    learner's calls go unwatched."""
-    if request.node.originalname == "test_every_diagnosis_is_reachable_with_its_own_hint":
-        monkeypatch.setattr(grading, "guarded", lambda learner, forbid=(): learner)
+# (checker, hint) of mistakes that random inputs may not reveal: the bootstrap accuracies are
+# multiples of 1 / n, so two neighbouring order statistics are often equal, and then the nearest
+# one is what linear interpolation gives
+RIGHT_ON_SOME_INPUTS = {(ev.check_bootstrap_accuracy_ci, "expected [")}
+globals().update(exercise_tests(
+    MISTAKES, SOLUTION, right_on_some_inputs=RIGHT_ON_SOME_INPUTS,
+    # the checkpoint tasks train models: fewer hidden seeds
+    seeds_of=lambda name: range(1, 4) if "checkpoint" in name else range(1, 11),
+    memorised=["check_recall_over_batches", "check_wilson_interval", "check_mcnemar_pvalue",
+               "check_best_and_stop_epoch"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,22 +400,6 @@ def test_several_forgotten_states_are_all_named():
 # --------------------------------------------------------------------------------------------
 
 
-def solutions_of(path: Path) -> dict[str, tuple]:
-    """{checker name: (checker, the notebook's solution, the notebook's hidden seed)}, from
-    running the notebook's cells in-process (the hidden tests left out)."""
-    namespace, found = {}, {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code":
-            continue
-        visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
-        exec(compile(visible, "<cell>", "exec"), namespace)  # noqa: S102 - our own notebooks
-        if called := re.match(r"(check_\w+)\((\w+)\)", visible.strip()):
-            check, answer = called.groups()
-            seed = int(re.search(r"seed=(\d+)", hidden).group(1))
-            found[check] = (namespace[check], namespace[answer], seed)
-    return found
-
-
 SOLUTIONS = solutions_of(SOLUTION)
 
 
@@ -511,41 +492,6 @@ def test_the_objects_a_checker_hands_over_are_the_learners_to_use():
     assert ev.check_accuracy_over_loader(SOLUTIONS["check_accuracy_over_loader"][1]).passed
 
 
-@pytest.mark.parametrize("name", list(SOLUTIONS))
-def test_the_solutions_pass_the_hidden_tests_whatever_the_seed(name):
-    check, solution, seed = SOLUTIONS[name]
-    seeds = range(1, 4) if "checkpoint" in name else range(1, 11)  # training runs: slow
-    for hidden_seed in (seed, *seeds):
-        assert grading.grade(check, solution, seed=hidden_seed).passed
-
-
-def frozen(value):
-    """A hashable copy of an input: tensors as their values, sequences as tuples."""
-    if isinstance(value, torch.Tensor):
-        return tuple(value.shape), tuple(value.flatten().tolist())
-    if isinstance(value, tuple | list):
-        return tuple(frozen(v) for v in value)
-    return value
-
-
-@pytest.mark.parametrize("name", ["check_recall_over_batches", "check_wilson_interval",
-                                  "check_mcnemar_pvalue", "check_best_and_stop_epoch"])
-def test_an_answer_that_memorises_the_visible_cases_fails_the_hidden_test(name):
-    check, solution, seed = SOLUTIONS[name]
-    table = {}
-
-    def recorded(*inputs):
-        table[frozen(inputs)] = solution(*inputs)
-        return table[frozen(inputs)]
-
-    def memorised(*inputs):  # looks the answer up; anything else it has not seen
-        return table.get(frozen(inputs), 0.0)
-
-    assert check(recorded).passed and check(memorised).passed
-    with pytest.raises(AssertionError, match="on the hidden inputs"):
-        grading.grade(check, memorised, seed=seed)
-
-
 def test_the_hidden_test_initialises_other_models():
     # task 1's and tasks 6 and 7's models start from input_seed: under a hidden seed, other
     # initial weights, not only other data
@@ -571,32 +517,9 @@ def test_the_reported_accuracy_is_sealed():
     assert ev.check_reported_accuracy(SOLUTIONS["check_reported_accuracy"][1]).passed
 
 
-# (checker, hint) of mistakes that random inputs may not reveal: the bootstrap accuracies are
-# multiples of 1 / n, so two neighbouring order statistics are often equal, and then the nearest
-# one is what linear interpolation gives
-RIGHT_ON_SOME_INPUTS = {(ev.check_bootstrap_accuracy_ci, "expected [")}
 
 def test_every_task_that_forbids_something_is_tried_with_it():
     forbidding = {check for check in MISTAKES if check.forbid}
     assert {check for check, _, _ in FORBIDDEN_ANSWERS} == forbidding
     assert {call for _, _, call in FORBIDDEN_ANSWERS} == {
         name for check in forbidding for name in check.forbid}
-
-
-@pytest.mark.parametrize("name", sorted({name for check in MISTAKES for name in check.forbid}))
-def test_every_forbidden_name_exists(name):
-    """A misspelt name would forbid nothing."""
-    assert importlib.import_module(name) is not None
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_on_hidden_inputs_every_typical_mistake_keeps_its_hint(seed):
-    """A diagnosis holds for any inputs of the same kind, not for the visible ones only."""
-    with grading.hidden_inputs(seed):
-        for check, table in MISTAKES.items():
-            for wrong, hint in table:
-                if (check, hint) in RIGHT_ON_SOME_INPUTS:
-                    continue
-                verdict = check(wrong)
-                assert verdict.status == E.WRONG and hint in verdict.message, (
-                    check.__name__, verdict.message)

@@ -288,6 +288,43 @@ def test_a_sealed_tuple_and_a_sealed_word():
     assert not check_answer("deploy", lambda: "A", seal("deploy", "B")).passed
 
 
+PAIR = seal("limits", (0.38, 0.38 / 2.8))
+PAIR_MISTAKES = [
+    ((0.38, 0.38), "both the same"),  # a plain wrong answer
+    (seal("limits", (0.38 / 2.8, 0.38)), "the sealed pair the other way round"),
+    (E.Disguised(lambda got: (got[0] / 100, got[1] / 100)), "percentages"),
+    (E.Disguised(lambda got: got[0], seal("limits", 0.38)), "the first one alone is right"),
+    (E.Disguised(lambda got: (got[1], got[0])), "swapped, but the sealed one was tried first"),
+]
+
+
+@pytest.mark.parametrize("got, told", [
+    ((0.38, 0.38), "both the same"),
+    ((0.38 / 2.8, 0.38), "the sealed pair the other way round"),
+    (torch.tensor([38.0, 38.0 / 2.8], dtype=torch.float64), "percentages"),
+    ((0.38, 1.0), "the first one alone is right"),
+    ((0.5, 0.5), "not the expected answer"),
+    ("two words", "expected a tuple of 2 values"),  # every undo raises: no mistake of these
+])
+def test_a_typical_mistake_may_be_plain_sealed_or_disguised_and_the_first_one_tells(got, told):
+    verdict = check_answer("limits", lambda: got, PAIR, PAIR_MISTAKES)
+    assert verdict.status == E.WRONG and verdict.message.startswith(told), verdict
+
+
+def test_a_disguised_mistake_is_tried_after_the_ones_before_it_and_never_passes():
+    swapped = [(E.Disguised(E.swapped), "swapped")]
+    assert check_answer("limits", lambda: (0.38 / 2.8, 0.38), PAIR, swapped).message == "swapped"
+    assert check_answer("limits", lambda: (0.38, 0.38 / 2.8), PAIR, swapped).passed
+
+
+def test_a_disguised_mistake_needs_a_seal_to_open():
+    with pytest.raises(TypeError, match="needs a Sealed answer"):
+        check_answer("plain", lambda: 2.0, 1.0, [(E.Disguised(lambda got: got / 2), "doubled")])
+    verdict = check_answer("plain", lambda: 2.0, 1.0,
+                           [(E.Disguised(lambda got: got / 2, seal("plain", 1.0)), "doubled")])
+    assert verdict.message == "doubled"
+
+
 def test_a_seal_is_bound_to_its_task():
     assert not check_answer("other task", lambda: ANSWER, SEALED).passed
 

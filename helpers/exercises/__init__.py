@@ -457,7 +457,17 @@ def check_answer(task: str, learner: Callable[[], object], expected,
 
     `expected` is the answer itself or, for a question whose answer a learner could otherwise read
     here, `Sealed` (compared at `SEAL_DIGITS` significant digits). `diagnoses` pairs typical
-    wrong answers with their hints.
+    wrong answers with their hints, `(mistake, hint)`, tried in their order once the answer is
+    not the expected one; the first mistake the answer is gives its hint. A mistake is
+
+    * a plain wrong answer, compared as `expected` is (at `rtol`, `atol`);
+    * a `Sealed` wrong answer: the answer is that one when it opens the seal;
+    * a `Disguised(undo, sealed=None)` one: the answer is that one when `undo(answer)` opens
+      `sealed` (by default the expected seal); an `undo` that raises means "not this mistake".
+
+    A typical wrong answer is often the right one in another form (its numbers swapped, in
+    another unit, a factor too many): written plainly, it would give the right answer away, so it
+    is sealed too, or described by the step (`undo`) that takes its disguise off.
     """
     if not callable(learner):
         return wrong(task, f"expected a function, but got {type(learner).__name__}")
@@ -478,8 +488,8 @@ def check_answer(task: str, learner: Callable[[], object], expected,
         return passed(task)
     if _is_complex(got):
         return wrong(task, _COMPLEX)
-    for answer, hint in diagnoses:
-        if _close(got, answer, rtol, atol):
+    for mistake, hint in diagnoses:
+        if _is_mistake(got, mistake, task, expected, rtol, atol):
             return wrong(task, hint)
     if isinstance(expected, Sealed):
         return _sealed_difference(task, got, expected)
@@ -489,6 +499,24 @@ def check_answer(task: str, learner: Callable[[], object], expected,
         return wrong(task, f"close, but not exact (you returned {got!r}): compute the answer "
                            "in float64 from its formula, without rounding")
     return wrong(task, f"not the expected answer (you returned {got!r})")
+
+
+def _is_mistake(got, mistake, task: str, expected, rtol: float, atol: float) -> bool:
+    """Whether the learner's answer `got` is the typical wrong answer `mistake` (see
+    `check_answer`)."""
+    if isinstance(mistake, Sealed):
+        return _opens(mistake, task, got)
+    if isinstance(mistake, Disguised):
+        sealed = mistake.sealed or expected
+        if not isinstance(sealed, Sealed):
+            raise TypeError(f"a Disguised mistake of {task!r} needs a Sealed answer to open: "
+                            f"give it `sealed=` or seal the expected answer")
+        try:
+            undone = mistake.undo(got)
+        except Exception:  # noqa: BLE001 - an answer of another kind is not this disguise
+            return False
+        return _opens(sealed, task, undone)
+    return _close(got, mistake, rtol, atol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +553,9 @@ def _digest(task: str, fingerprint: str) -> str:
 class Sealed:
     """An expected answer kept as the SHA-256 digest of its fingerprint (see `seal`), so that a
     checker's source does not give it away; `length` is how many values a tuple answer holds
-    (None for a single value): the shape of the answer is no secret."""
+    (None for a single value): the shape of the answer is no secret. A typical wrong answer that
+    is the right one in another form is sealed the same way, as the mistake of a `check_answer`
+    diagnosis: written plainly, it would give the right answer away."""
 
     digest: str
     length: int | None = None
@@ -555,7 +585,31 @@ def seal(task: str, answer) -> Sealed:
     return Sealed(_digest(task, fingerprint), length)
 
 
+@dataclass(frozen=True)
+class Disguised:
+    """A typical wrong answer of a question that is a sealed answer in disguise (a pair
+    swapped, a factor b too many, a percentage for a fraction): `undo(answer)` takes the disguise
+    off, and the learner's answer is this mistake when the result opens `sealed` (None: the
+    task's expected seal). So the mistake is recognised without the right answer, or the rule
+    that computes it, being written in the checker: a wrong answer written plainly would give
+    the right one away. An `undo` that raises means "not this mistake". Used as the mistake of
+    a `check_answer` diagnosis, `(Disguised(undo), hint)`."""
+
+    undo: Callable[[object], object]
+    sealed: Sealed | None = None
+
+
+def swapped(pair):
+    """A pair the other way round: the `undo` of a pair answered in the wrong order."""
+    first, second = pair
+    return second, first
+
+
 def _opens(sealed: Sealed, task: str, got) -> bool:
+    """Whether `got` is the answer `sealed` keeps (a tensor or array of a tuple answer as the
+    list of its values)."""
+    if sealed.length is not None and isinstance(got, torch.Tensor | np.ndarray):
+        got = got.tolist()
     fingerprint = _fingerprint(got)
     return fingerprint is not None and _digest(task, fingerprint) == sealed.digest
 
@@ -586,8 +640,10 @@ def _sealed_factor(sealed: Sealed, task: str, got) -> str:
 
 
 def _sealed_difference(task: str, got, sealed: Sealed) -> Verdict:
-    if sealed.length is not None and not (isinstance(got, tuple | list)
-                                          and len(got) == sealed.length):
+    if sealed.length is not None and isinstance(got, tuple | list) and len(got) != sealed.length:
+        return wrong(task, f"expected a tuple of {sealed.length} values, but got {len(got)}: "
+                           f"{got!r}")
+    if sealed.length is not None and not isinstance(got, tuple | list):
         return wrong(task, f"expected a tuple of {sealed.length} values, but got {got!r}")
     if hint := _sealed_factor(sealed, task, got):
         return wrong(task, f"not the expected answer (you returned {got!r}); {hint}")

@@ -14,18 +14,14 @@ import torch
 from torch import Tensor
 
 from helpers import optim
-from helpers.exercises import Diagnosis, Sealed, Verdict, check_answer, seeded
+from helpers.exercises import Diagnosis, Disguised, Sealed, Verdict, check_answer, seeded, swapped
 from helpers.exercises.gradient_descent import BUILT_IN_OPTIMIZERS
 from helpers.exercises.grading import task
 from helpers.exercises.momentum import (
-    Disguised,
     FirstStepDiagnosis,
     StepCase,
     check_steps,
     random_gradients,
-    recording,
-    swapped,
-    undisguised,
 )
 
 _TINY_TO_LARGE = (1e-6, 1e-2, 1.0, 10.0)
@@ -178,15 +174,13 @@ def check_first_step(first_step) -> Verdict:
         ((1.0, (1 - beta1) / (1 - beta2)), "v_1 = (1 - beta2) g_1^2 sits under a square root: "
                                            "its factor becomes sqrt(1 - beta2)"),
     ]
-    answering, answers = recording(first_step)
-    verdict = check_answer("first_step", answering, _FIRST_STEP, diagnoses)
-    return undisguised(verdict, answers, _FIRST_STEP, [
-        Disguised(swapped, "the other way round: corrected, the first step is exactly lr "
-                           "(m^_1 = g_1, v^_1 = g_1^2)"),
-        Disguised(lambda got: (got[0], 1 / got[1]),
-                  "upside down: the step is m_1 divided by sqrt(v_1), not sqrt(v_1) divided "
-                  "by m_1"),
-    ], [hint for _, hint in diagnoses])
+    return check_answer("first_step", first_step, _FIRST_STEP, [
+        *diagnoses,
+        (Disguised(swapped), "the other way round: corrected, the first step is exactly lr "
+                             "(m^_1 = g_1, v^_1 = g_1^2)"),
+        (Disguised(lambda got: (got[0], 1 / got[1])),
+         "upside down: the step is m_1 divided by sqrt(v_1), not sqrt(v_1) divided by m_1"),
+    ])
 
 
 _FIRST_STEP = Sealed("aa49a87d460c9fbf6d236e8a139df87a446bd705f7419776ae5de895fbf301f4", 2)

@@ -46,9 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from helpers.exercises import (
-    WRONG,
     BadReturn,
     Diagnosis,
+    Disguised,
     Sealed,
     Verdict,
     as_number,
@@ -57,7 +57,6 @@ from helpers.exercises import (
     check_procedure,
     input_seed,
     lists_as_tuples,
-    seal,
     seeded,
     values_differ,
     wrong,
@@ -211,50 +210,28 @@ _ROOFLINE_ANSWER = Sealed("4ba2560c7cbc1e6c09d5f77adef0c4cee9aaf9af5834c3e6447a6
 AMSGrad, measured at 5.6 ms on a memory of 2.0 TB/s) is in the task's text."""
 
 _TRANSFORMED_ANSWERS = (
-    (lambda got: 1 / got,
+    (Disguised(lambda got: 1 / got),
      "upside down: the fraction is the fastest possible time (bytes / bandwidth) divided by the "
      "measured time, at most 1"),
-    (lambda got: got / 8, "that counts bits: a float32 element is 4 bytes"),
-    (lambda got: got / 100,
+    (Disguised(lambda got: got / 8), "that counts bits: a float32 element is 4 bytes"),
+    (Disguised(lambda got: got / 100),
      "that is a percentage: the question asks for the fraction, a number between 0 and 1 "
      "(divide by 100)"),
-    (lambda got: got / 2.0e12,
+    (Disguised(lambda got: got / 2.0e12),
      "that is the bandwidth the step reached, in bytes per second (the bytes it must move "
      "divided by the measured time): the fraction divides it by the bandwidth the memory can "
      "reach, the GPU's 2.0 TB/s"),
 )
-"""Task 2's wrong answers that are the right one transformed, each with the transformation's
-inverse (which gives the sealed answer back) and its hint: written so, they do not give the
-answer away."""
-
-
-def _transformed_answer_hint(got) -> str | None:
-    """The hint of `_TRANSFORMED_ANSWERS` whose inverse turns `got` into the sealed answer."""
-    number = as_number(got)
-    if number is None or number == 0 or not math.isfinite(number):
-        return None
-    for undo, hint in _TRANSFORMED_ANSWERS:
-        try:
-            if seal("bandwidth_fraction", undo(number)) == _ROOFLINE_ANSWER:
-                return hint
-        except ValueError:  # on a rounding boundary: not this one
-            continue
-    return None
+"""Task 2's wrong answers that are the right one transformed, each undone by the inverse of the
+transformation (which gives the sealed answer back), with its hint: written so, they do not give
+the answer away."""
 
 
 @task()
 def check_bandwidth_fraction(bandwidth_fraction) -> Verdict:
     """Task 2 (a question): the fraction of the memory bandwidth the measured step reaches:
     (bytes it must move / bandwidth) / measured time. The answer is sealed."""
-    answers = []
-
-    def recorded():
-        answers.append(bandwidth_fraction())
-        return answers[-1]
-
-    verdict = check_answer("bandwidth_fraction",
-                           recorded if callable(bandwidth_fraction) else bandwidth_fraction,
-                           _ROOFLINE_ANSWER, [
+    return check_answer("bandwidth_fraction", bandwidth_fraction, _ROOFLINE_ANSWER, [
         (0.5, "you counted the four tensors the step reads (the memory they occupy), 16 bytes "
               "per parameter: it also writes back param, exp_avg and exp_avg_sq, 28 bytes per "
               "parameter in all"),
@@ -270,11 +247,9 @@ def check_bandwidth_fraction(bandwidth_fraction) -> Verdict:
          "parameter (18 tensors), what the unfused step moves, each of its kernels reading and "
          "writing whole tensors; the roofline counts the minimum a fused step must move, 7 "
          "tensors, 28 bytes per parameter"),
+        *_TRANSFORMED_ANSWERS,
     ], rtol=1e-9, atol=0.0)
-    if verdict.status == WRONG and verdict.message.startswith("not the expected answer") and (
-            hint := _transformed_answer_hint(answers[0] if answers else None)):
-        return wrong("bandwidth_fraction", hint)
-    return verdict
+
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from helpers.exercises import (
     wrong,
 )
 from helpers.exercises.grading import task
-from helpers.exercises.metrics import _Batches, _recorded, _sealed_mistake_hint
+from helpers.exercises.metrics import _Batches
 from helpers.training import EarlyStopping, shuffled_batches
 
 WITHOUT_REFERENCES = ("helpers.training", "helpers.metrics", "helpers.stats", "sklearn.metrics",
@@ -916,16 +916,13 @@ def check_reported_accuracy(reported_accuracy) -> Verdict:
     """Task 9 (conceptual): the test accuracy to report after choosing among `PROTOCOL_RUNS` on
     validation."""
     tests = [test for _, test in PROTOCOL_RUNS.values()]
-    learner = _recorded(reported_accuracy)
-    verdict = check_answer("reported_accuracy", learner, _REPORTED, [
+    return check_answer("reported_accuracy", reported_accuracy, _REPORTED, [
         (max(tests), "that is the best TEST accuracy: choosing by it makes the test set a second "
                      "validation set, and the number is biased upward; choose on validation, "
                      "then report the chosen configuration's test accuracy"),
         (sum(tests) / len(tests), "you report one model, the one chosen on validation: not the "
                                   "mean over the configurations"),
-    ], rtol=1e-9)
-    return _sealed_mistake_hint(verdict, learner, [
         (_CHOSEN_VALIDATION, "that is the validation accuracy of the chosen configuration: it "
                              "was used to choose, so it is biased upward; report its test "
                              "accuracy"),
-    ])
+    ], rtol=1e-9)

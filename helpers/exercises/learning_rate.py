@@ -24,7 +24,6 @@ from helpers.exercises import (
     seeded,
 )
 from helpers.exercises.grading import task
-from helpers.exercises.metrics import _recorded, _sealed_mistake_hint
 
 WITHOUT_SCHEDULERS = ("torch.optim.lr_scheduler", "helpers.schedules")
 """What tasks 1 to 4 forbid: "write each schedule from its closed form; don't build a torch
@@ -375,6 +374,5 @@ _ORDER_MISTAKES = [
 def check_scheduler_first_rates(scheduler_first_rates) -> Verdict:
     """Task 6 (conceptual): the rates of the first five updates when `scheduler.step()` is
     called before `optimizer.step()`, for LinearLR(start_factor=0.5, total_iters=4), lr 0.4."""
-    learner = _recorded(scheduler_first_rates)
-    verdict = check_answer("scheduler_first_rates", learner, _SCHEDULER_FIRST)
-    return _sealed_mistake_hint(verdict, learner, _ORDER_MISTAKES)
+    return check_answer("scheduler_first_rates", scheduler_first_rates, _SCHEDULER_FIRST,
+                        _ORDER_MISTAKES)

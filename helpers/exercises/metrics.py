@@ -8,7 +8,8 @@ its answers sealed (see `helpers.exercises.seal`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import sklearn.metrics as sk
@@ -21,7 +22,6 @@ from helpers.exercises import (
     Verdict,
     check_answer,
     check_function,
-    seal,
     seeded,
     wrong,
 )
@@ -30,54 +30,6 @@ from helpers.exercises.grading import task
 WITHOUT_LIBRARY_METRICS = ("sklearn.metrics", "helpers.metrics")
 """What every task of the chapter forbids: "use tensor operations, not sklearn.metrics or
 helpers.metrics"."""
-
-# --------------------------------------------------------------------------------------------
-# Question tasks whose typical wrong answers would give the right one away
-# --------------------------------------------------------------------------------------------
-
-
-def _recorded(learner):
-    """`learner` with what each call returned kept in `.returned` (anything not callable is
-    passed through for the checker to describe)."""
-    if not callable(learner):
-        return learner
-
-    def call():
-        call.returned.append(learner())
-        return call.returned[-1]
-
-    call.returned = []
-    return call
-
-
-def _opens(sealed: Sealed, task: str, answer) -> bool:
-    """Whether `answer` is the one `sealed` keeps (compared as `check_answer` compares a sealed
-    answer: a tensor or array as the list of its values)."""
-    if isinstance(answer, torch.Tensor | np.ndarray) and sealed.length is not None:
-        answer = answer.tolist()
-    try:
-        return seal(task, answer).digest == sealed.digest
-    except (TypeError, ValueError):  # not numbers or a string, or on a rounding boundary
-        return False
-
-
-def _sealed_mistake_hint(verdict: Verdict, learner, mistakes: Sequence[tuple[Sealed, str]]
-                         ) -> Verdict:
-    """`verdict` of `check_answer`, or the hint of a sealed typical wrong answer when the
-    learner's latest answer (`learner` is `_recorded`) is that one.
-
-    A question's typical wrong answer is often the right one in another form (the same numbers
-    in another order or unit, all but one of them): written plainly in a checker, it would give
-    the right answer away, so it is kept sealed like the answer itself.
-    """
-    returned = getattr(learner, "returned", None)
-    if verdict.status != WRONG or not verdict.message.startswith("not the expected answer"):
-        return verdict
-    for sealed, hint in mistakes if returned else ():
-        if _opens(sealed, verdict.task, returned[-1]):
-            return wrong(verdict.task, hint)
-    return verdict
-
 
 def _pairs_of(C: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Labels (y_true, y_pred) whose confusion matrix is C: the pair (i, j) repeated C[i, j]
@@ -404,53 +356,52 @@ _SCREENING_MISTAKES = [
 _MODEL_TO_DEPLOY = Sealed("2a76228d21b02d13a3e3f746c78f03cf10b0f23c8fb3f75fc197de4fe8ff5f83")
 
 
-def _length(answer) -> int | None:
-    """How many values `answer` holds, if it is a tuple, list, array or 1-D tensor."""
-    if isinstance(answer, torch.Tensor | np.ndarray):
-        return len(answer) if answer.ndim == 1 else None
-    return len(answer) if isinstance(answer, tuple | list) else None
-
-
 @task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_accuracy_misleads(accuracy_misleads) -> Verdict:
     """Task 6 (conceptual): accuracy and recall of two screening models on 1000 samples with
     10 positives, as (accuracy_A, recall_A, accuracy_B, recall_B)."""
-    learner = _recorded(accuracy_misleads)
-    verdict = _sealed_mistake_hint(check_answer("accuracy_misleads", learner, _SCREENING_SCORES),
-                                   learner, _SCREENING_MISTAKES)
-    returned = learner.returned[-1] if callable(learner) and learner.returned else None
-    if verdict.status == WRONG and _length(returned) not in (None, _SCREENING_SCORES.length):
+    verdict = check_answer("accuracy_misleads", accuracy_misleads, _SCREENING_SCORES,
+                           _SCREENING_MISTAKES)
+    miscounted = re.match(rf"expected a tuple of {_SCREENING_SCORES.length} values, but got "
+                          r"(\d+):", verdict.message)
+    if verdict.status == WRONG and miscounted:
         return wrong("accuracy_misleads",
                      f"read the task: it asks for {_SCREENING_SCORES.length} numbers, "
-                     f"{_SCREENING_ORDER} in this order, and you returned {_length(returned)}")
+                     f"{_SCREENING_ORDER} in this order, and you returned {miscounted[1]}")
     return verdict
 
 
-_NOT_A_LETTER = object()
-"""What the deployment checker compares in place of an answer that is not a string."""
+@dataclass(frozen=True)
+class _NotALetter:
+    """What the deployment checker compares in place of an answer that is not a string: compared
+    with "B" as it is, an array would answer per item. Shown as the answer, on one line."""
+
+    answer: object
+
+    def __repr__(self) -> str:
+        return " ".join(repr(self.answer).split())
 
 
 @task(forbid=WITHOUT_LIBRARY_METRICS)
 def check_which_to_deploy(which_to_deploy) -> Verdict:
     """Task 6, second part (conceptual): "A" or "B", the screening model to deploy; "b",
     "model B" and the like count too."""
-    learner = _recorded(which_to_deploy)
-
     def letter():
-        got = learner()
-        if not isinstance(got, str):  # compared with "B" as it is, an array would answer per item
-            return None if got is None else _NOT_A_LETTER
+        got = which_to_deploy()
+        if not isinstance(got, str):
+            return None if got is None else _NotALetter(got)
         named = got.strip().upper().removeprefix("MODEL").strip()
         return named if named in ("A", "B") else got
 
-    verdict = check_answer("which_to_deploy", letter if callable(learner) else learner,
-                           _MODEL_TO_DEPLOY, [
+    verdict = check_answer("which_to_deploy", letter if callable(which_to_deploy)
+                           else which_to_deploy, _MODEL_TO_DEPLOY, [
         ("A", "A has the higher accuracy only because 990 of the 1000 samples are negative: it "
               "never finds a positive, which is what a screening test is for; B finds most of "
               "them at the price of some false alarms, which a second test can sort out, while "
               "a missed positive is never looked at again"),
     ])
-    if verdict.status == WRONG and verdict.message.startswith("not the expected answer"):
-        return wrong("which_to_deploy", f'answer with the letter of a model, "A" or "B" (you '
-                                        f"returned {' '.join(repr(learner.returned[-1]).split())})")
+    unexpected = "not the expected answer (you returned "
+    if verdict.status == WRONG and verdict.message.startswith(unexpected):
+        return wrong("which_to_deploy", 'answer with the letter of a model, "A" or "B" (you '
+                                        f"returned {verdict.message.removeprefix(unexpected)}")
     return verdict

@@ -3,8 +3,7 @@
 Optimizer steps carry state from one step to the next, so their checker, `check_steps`, runs the
 learner's step over a whole sequence of gradients — feeding back the state it returned — next to
 the reference, and compares the parameter and every state entry after every step. Chapter 05's
-checkers use it too, and `Disguised` mistakes: wrong answers of a question that are its sealed
-answer in disguise (a pair swapped, a factor too many), recognised without being written here.
+checkers use it too.
 
 The exercises ask for tensor operations, "not torch.optim or autograd": every task forbids both.
 """
@@ -21,8 +20,8 @@ from torch import Tensor
 
 from helpers import optim
 from helpers.exercises import (
-    WRONG,
     Diagnosis,
+    Disguised,
     Sealed,
     Verdict,
     as_number,
@@ -31,6 +30,7 @@ from helpers.exercises import (
     not_implemented,
     passed,
     seeded,
+    swapped,
     tolerance,
     values_differ,
     wrong,
@@ -297,62 +297,6 @@ def random_gradients(generator: torch.Generator, steps: int, shape: tuple[int, .
 
 
 # --------------------------------------------------------------------------------------------
-# Question tasks: wrong answers that are the sealed answer in disguise
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Disguised:
-    """A typical wrong answer that is the right one disguised (a pair swapped, a factor b too
-    many): `undo(answer)` takes the disguise off, and when the result opens `sealed` (None: the
-    task's own seal), `hint` is the verdict. So the mistake is recognised without the right answer,
-    or the rule that computes it, being written in the checker."""
-
-    undo: Callable[[object], object]
-    hint: str
-    sealed: Sealed | None = None
-
-
-def recording(learner) -> tuple[Callable, list]:
-    """`learner` wrapped so that what it returns is kept, and the list it is kept in; anything
-    not callable comes back unchanged, for the checker to describe."""
-    answers: list = []
-    if not callable(learner):
-        return learner, answers
-
-    def answering():
-        answer = learner()
-        answers.append(answer)
-        return answer
-
-    return answering, answers
-
-
-def undisguised(verdict: Verdict, answers: Sequence, sealed: Sealed,
-                disguised: Sequence[Disguised], told: Sequence[str] = ()) -> Verdict:
-    """`verdict` of `check_answer`, or the hint of the first `Disguised` mistake that the
-    learner's answer (`answers`, from `recording`) is; a verdict that already gives one of the
-    hints `told` stays."""
-    if verdict.status != WRONG or len(answers) != 1 or verdict.message in told:
-        return verdict
-    for mistake in disguised:
-        try:
-            undone = mistake.undo(answers[0])
-        except Exception:  # noqa: BLE001 - an answer of another kind is not this disguise
-            continue
-        if check_answer(verdict.task, lambda undone=undone: undone,
-                        mistake.sealed or sealed).passed:
-            return wrong(verdict.task, mistake.hint)
-    return verdict
-
-
-def swapped(pair):
-    """A pair the other way round (the disguise of a pair answered in the wrong order)."""
-    first, second = pair
-    return second, first
-
-
-# --------------------------------------------------------------------------------------------
 # Task 1: the minibatch gradient; task 2 (conceptual): its variance
 # --------------------------------------------------------------------------------------------
 
@@ -405,13 +349,12 @@ def check_minibatch_variance(minibatch_variance) -> Verdict:
         (sigma2 / math.sqrt(b), "the VARIANCE falls like 1/b (the standard deviation like "
                                 "1/sqrt(b))"),
     ]
-    answering, answers = recording(minibatch_variance)
-    verdict = check_answer("minibatch_variance", answering, _MINIBATCH_VARIANCE, diagnoses)
-    return undisguised(verdict, answers, _MINIBATCH_VARIANCE, [
-        Disguised(lambda got: got * b, "the mean of b terms divides the variance by b, not by "
-                                       "b^2"),
-        Disguised(lambda got: got / b, "averaging b gradients divides the variance by b"),
-    ], [hint for _, hint in diagnoses])
+    return check_answer("minibatch_variance", minibatch_variance, _MINIBATCH_VARIANCE, [
+        *diagnoses,
+        (Disguised(lambda got: got * b),
+         "the mean of b terms divides the variance by b, not by b^2"),
+        (Disguised(lambda got: got / b), "averaging b gradients divides the variance by b"),
+    ])
 
 
 _MINIBATCH_VARIANCE = Sealed("17f291ea6936951e8b0eca6e2c56a80b539627b1f277e6cd1c1cb5281b582145")
@@ -643,18 +586,16 @@ def check_momentum_limits(momentum_limits) -> Verdict:
          "lr/(1 - mu) is the effective step size, not the limit: find when a root of "
          "z^2 - (1 + mu - lr lambda) z + mu leaves the unit circle"),
     ]
-    answering, answers = recording(momentum_limits)
-    verdict = check_answer("momentum_limits", answering, _MOMENTUM_LIMITS, diagnoses)
-    return undisguised(verdict, answers, _MOMENTUM_LIMITS, [
-        Disguised(swapped, "the other way round: Nesterov's look-ahead NARROWS the limit, "
-                           "heavy ball widens it"),
-        Disguised(_both_heavy_ball, "Nesterov's limit is narrower: its error obeys "
-                                    "e_t = (1 + mu)(1 - lr lambda) e_(t-1) - mu (1 - lr lambda) "
-                                    "e_(t-2); find where a root leaves the unit circle",
-                  _HEAVY_BALL_LIMIT),
-        Disguised(lambda got: tuple(x / top for x in got),
-                  "divide by lambda_max = 10, the largest eigenvalue of the Hessian diag(1, 10)"),
-    ], [hint for _, hint in diagnoses])
+    return check_answer("momentum_limits", momentum_limits, _MOMENTUM_LIMITS, [
+        *diagnoses,
+        (Disguised(swapped), "the other way round: Nesterov's look-ahead NARROWS the limit, "
+                             "heavy ball widens it"),
+        (Disguised(_both_heavy_ball, _HEAVY_BALL_LIMIT),
+         "Nesterov's limit is narrower: its error obeys e_t = (1 + mu)(1 - lr lambda) e_(t-1) "
+         "- mu (1 - lr lambda) e_(t-2); find where a root leaves the unit circle"),
+        (Disguised(lambda got: tuple(x / top for x in got)),
+         "divide by lambda_max = 10, the largest eigenvalue of the Hessian diag(1, 10)"),
+    ])
 
 
 _MOMENTUM_LIMITS = Sealed("ca0f7f936e76c424a7492cf059ab370fe9d07cf19eb35a055e2c5a46c62b54d9", 2)
