@@ -26,11 +26,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import chromium  # noqa: F401 - skips this module, with its reason, without Playwright or Chromium
 import psutil
 import pytest
-
-# skips this module, with its reason, when Playwright or Chromium is missing
-from test_widgets_in_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, free_port, playwright, stop
+from test_widgets_in_browser import SHOTS, free_port, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = sorted(path.name for path in (ROOT / "apps").glob("*.ipynb"))
@@ -180,16 +179,6 @@ def voila(tmp_path_factory):
     with serving(tmp_path_factory.mktemp("voila") / "voila.log") as server:
         server.wait_for_pools()
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def image_bytes(page) -> bytes:

@@ -13,14 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import chromium  # noqa: E402, F401 - skips this module, with its reason, without Playwright or Chromium
 import nbformat
 import pytest
 
 from helpers import slides
-
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-# Chromium's path and flags, and the skip with a reason when it is missing, as the widget test has
-from test_widgets_in_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "browser"
@@ -41,16 +38,6 @@ def deck_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("slides")
     slides.build_decks([CHAPTER], folder)
     return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def total_slides(page) -> int | None:
