@@ -9,7 +9,9 @@ That gives: each typical mistake is rejected with its hint, every task has two d
 a missing answer says "not implemented", a broken answer (None, an exception, not a function) or
 an answer of the wrong type or shape is told and never crashes the checker, every diagnosis is
 reachable with its own hint, every mistake keeps its hint on the hidden inputs of seeds 1 to 3,
-every name a task forbids exists; and with the solution notebooks, that they pass every checker,
+every name a task forbids exists, every answer of the table `forbidden` (right, but by what its
+task forbids) loses the task with a verdict naming its call, and every task that forbids something
+is tried with such an answer; and with the solution notebooks, that they pass every checker,
 one verdict per task, and that each task's solution passes `grade` for its notebook's hidden seed
 and seeds 1 to 10.
 
@@ -195,7 +197,9 @@ def exercise_tests(mistakes: dict, *solutions: Path,
                    seeds_of: Callable[[str], Iterable[int]] = lambda name: range(1, 11),
                    right_on_some_inputs: Iterable[tuple[Callable, str]] = (),
                    may_be_missing: Mapping[str, str] | None = None,
-                   memorised: Iterable[str] = ()) -> dict:
+                   memorised: Iterable[str] = (),
+                   forbidden: Iterable[tuple[Callable, Callable, str]] = (),
+                   every_forbidden_name_tried: bool = False) -> dict:
     """Every shared test of one chapter's checkers, by name, for `globals().update(...)`:
     `mistake_tests`'s five, answers of a wrong type or shape, every mistake keeping its hint on
     hidden inputs, every forbidden name existing, and, with the chapter's solution notebooks,
@@ -208,7 +212,10 @@ def exercise_tests(mistakes: dict, *solutions: Path,
     `may_be_missing`, forbidden names that only some versions have, each with the reason (the
     test skips with it where the name does not resolve); `memorised`, checker names of tasks
     whose inputs are random: an answer that memorises their visible cases fails the hidden
-    test."""
+    test; `forbidden`, (checker, answer, call) of answers that are right but call what their
+    task forbids, `call` being the dotted name the watcher reports (`forbidden_call_tests`);
+    `every_forbidden_name_tried`, that each name a task forbids is called by one of them (for
+    chapters whose tasks forbid a library and the course's counterpart, not a family of names)."""
     names = ("test_a_typical_mistake_is_rejected_with_its_hint",
              "test_every_task_has_at_least_two_diagnosed_mistakes",
              "test_a_missing_answer_says_not_implemented",
@@ -224,7 +231,8 @@ def exercise_tests(mistakes: dict, *solutions: Path,
 
     shared = [test_checkers_tell_a_wrong_type_or_shape_and_never_crash,
               hidden_input_test(mistakes, set(right_on_some_inputs)),
-              forbidden_name_test(mistakes, may_be_missing or {})]
+              forbidden_name_test(mistakes, may_be_missing or {}),
+              *forbidden_call_tests(mistakes, list(forbidden), every_forbidden_name_tried)]
     if solutions:
         shared += solution_tests(mistakes, solutions, seeds_of)
     if memorised:
@@ -263,6 +271,54 @@ def forbidden_name_test(mistakes: dict, may_be_missing: Mapping[str, str]) -> Ca
         assert resolve(name) is not None
 
     return test_every_forbidden_name_exists
+
+
+def forbidden_call_tests(mistakes: dict, forbidden: list[tuple[Callable, Callable, str]],
+                         every_name_tried: bool = False) -> list[Callable]:
+    """The tests that each answer of `forbidden`, (checker, answer, call), is right unwatched
+    (the checker as written, `check.__wrapped__`) and loses its task watched, told the call
+    (as a learner writes it, `grading.public_name`) and the forbidden prefix it falls under;
+    and that the checkers of the table are exactly the tasks of the chapter's modules that
+    forbid something (`grading.TASKS`), so that no forbid goes untried; with `every_name_tried`,
+    also that every name they forbid is the prefix of some answer's call."""
+    @pytest.mark.parametrize("check, answer, call", forbidden,
+                             ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(forbidden)])
+    def test_an_answer_that_calls_what_its_task_forbids_loses_it_told_the_call(check, answer,
+                                                                               call):
+        unwatched = check.__wrapped__(answer)
+        assert unwatched.passed, f"wrong even unwatched, not for its call alone: {unwatched}"
+        banned = forbidden_prefix(check, call)
+        verdict = check(answer)
+        assert verdict.status == E.WRONG, f"accepted although it calls {call}: {verdict}"
+        assert verdict.message == (f"your function calls {grading.public_name(call)}: this task "
+                                   f"asks you to write it without {grading.public_name(banned)}"
+                                   ), verdict.message
+
+    def test_every_task_that_forbids_something_is_tried_with_an_answer_that_calls_it():
+        modules = {check.__module__ for check in mistakes}
+        forbidding = {(module, t.checker) for module in modules for t in grading.TASKS[module]
+                      if t.forbid}
+        tried = {(c.__module__, c.__name__) for c, *_ in forbidden}
+        assert tried == forbidding, (f"never tried: {sorted(forbidding - tried)}; "
+                                     f"forbid nothing: {sorted(tried - forbidding)}")
+
+    def test_every_name_the_tasks_forbid_is_tried_by_some_answer():
+        tried = {forbidden_prefix(check, call) for check, _, call in forbidden}
+        assert tried == {name for check in mistakes for name in check.forbid}, tried
+
+    return [test_an_answer_that_calls_what_its_task_forbids_loses_it_told_the_call,
+            test_every_task_that_forbids_something_is_tried_with_an_answer_that_calls_it,
+            *([test_every_name_the_tasks_forbid_is_tried_by_some_answer] if every_name_tried
+              else [])]
+
+
+def forbidden_prefix(check, call: str) -> str:
+    """The entry of `check.forbid` that the dotted name `call` falls under (the first, as the
+    verdict names it); a call it forbids nothing of is a mistake in the test's table."""
+    for prefix in check.forbid:
+        if call == prefix or call.startswith(prefix + "."):
+            return prefix
+    raise ValueError(f"{call} is not forbidden by {check.__name__} (forbid={check.forbid})")
 
 
 def solution_tests(mistakes: dict, solutions: tuple[Path, ...],
