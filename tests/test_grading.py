@@ -354,3 +354,51 @@ def test_the_verdict_names_the_public_name_of_a_forbidden_built_in():
     with pytest.raises(Forbidden, match=r"calls torch\.nn\.functional\.softplus: this task asks "
                                         r"you to write it without torch\.nn\.functional\.softplus"):
         guarded(answer, forbid=("torch._C._nn.softplus",))(torch.ones(2))
+
+
+def _draw(n: int) -> torch.Tensor:
+    return torch.randn(4, generator=seeded(n), dtype=torch.float64)
+
+
+def test_hidden_inputs_keep_the_checker_s_generators_apart():
+    """Within a hidden test, two generators a checker seeds differently still differ (a model's
+    weights and its data must not be drawn from one stream), and another hidden seed gives
+    other inputs."""
+    with hidden_inputs(918):
+        first, second = _draw(1), _draw(2)
+    with hidden_inputs(919):
+        other = _draw(1)
+    assert not torch.equal(first, second)
+    assert not torch.equal(first, other)
+    assert E.input_seed(1) == 1
+
+
+def test_a_sealed_zero_opens_for_a_negative_zero():
+    """-0.0 is the answer 0 (a sum of negative terms that cancels): the seal opens for it."""
+    zero = seal("offset", 0.0)
+    assert check_answer("offset", lambda: -0.0, zero).passed
+    assert check_answer("offset", lambda: torch.tensor(-0.0), zero).passed
+
+
+PAIR = seal("limits", (0.38, 0.38 / 2.8))
+
+
+def test_a_tensor_answer_to_a_sealed_tuple_is_read_as_its_values():
+    """A tensor of the right length is a tuple answer: a wrong one is told by its values and
+    gets the factor hint, not a complaint about its type."""
+    doubled = check_answer("limits", lambda: 2 * torch.tensor([0.38, 0.38 / 2.8]).double(), PAIR)
+    assert "exactly 2 × the expected value" in doubled.message, doubled
+    other = check_answer("limits", lambda: torch.tensor([0.5, 0.5]), PAIR)
+    assert other.message == "not the expected answer (you returned [0.5, 0.5])", other
+
+
+def test_grade_draws_the_hidden_inputs_from_the_seed_it_is_given():
+    """The seed written in the hidden test is the one used: a grade can be replayed."""
+    seen = []
+
+    def check(learner):
+        seen.append(E.HIDDEN_SEED)
+        return E.passed("probe")
+
+    grade(check, lambda: None, seed=4321)
+    assert seen == [None, 4321]

@@ -98,8 +98,9 @@ def test_the_self_study_copy_holds_neither_solutions_nor_hidden_tests(path):
 # a typical mistake per assignment: (the task it breaks, the answer cell a learner writes)
 MISTAKES = {
     "01_mse_loss": ("mse", "def mse(input, target):\n    return ((input - target) ** 2).sum()"),
-    "02_cross_entropy": ("log_softmax", "def log_softmax(x):\n"
-                         "    return x - torch.log(torch.exp(x).sum(dim=-1, keepdim=True))"),
+    "02_cross_entropy": ("cross_entropy", "def cross_entropy(logits, target):\n"
+                         "    log_p = log_softmax(logits)\n"
+                         "    return -log_p[torch.arange(len(target)), target].sum()"),
     "03_gradient_descent": ("gd_step", "def gd_step(A, b, theta, lr):\n"
                             "    return theta + lr * (A @ theta - b)"),
     "04_sgd_and_momentum": ("minibatch_gradient",
@@ -135,12 +136,35 @@ MISTAKES = {
                            "def matthews_from_counts(tp, fp, fn, tn):\n"
                            "    margins = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)\n"
                            "    return (tp * tn - fp * fn) / math.sqrt(margins)"),
-    "11_efficient_optimization": ("adam_step_bytes",
-                                  "def adam_step_bytes(numel, dtype, amsgrad=False):\n"
-                                  "    state = 3 if amsgrad else 2\n"
-                                  "    written = 2 + state  # the gradient counted as written\n"
-                                  "    return numel * dtype.itemsize * (2 + state + written)"),
+    "11_efficient_optimization": ("update_scale",
+                                  "def update_scale(scale, growth_tracker, found_inf, "
+                                  "growth_factor=2.0,\n"
+                                  "                 backoff_factor=0.5, growth_interval=2000):\n"
+                                  "    if found_inf:  # the count of clean steps not reset\n"
+                                  "        return scale * backoff_factor, growth_tracker\n"
+                                  "    growth_tracker += 1\n"
+                                  "    if growth_tracker == growth_interval:\n"
+                                  "        return scale * growth_factor, 0\n"
+                                  "    return scale, growth_tracker"),
 }
+
+
+def answers_built_on(notebook) -> dict[str, set[str]]:
+    """For each task's function, the tasks whose answers call it (cross_entropy calls
+    log_softmax): a mistake there costs those tasks too."""
+    answers = {re.search(r"^def (\w+)", c.source, re.M).group(1): c.source
+               for c in notebook.cells if c.cell_type == "code" and student.BEGIN in c.source}
+    return {name: {other for other, source in answers.items() if other != name
+                   and re.search(rf"\b{name}\(", source.split("\n", 1)[1])}
+            for name in answers}
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=NAMES)
+def test_each_typical_mistake_is_in_a_task_no_other_answer_builds_on(path):
+    """So that it can cost exactly its own task's points."""
+    broken = MISTAKES[path.stem][0]
+    built_on = answers_built_on(nbformat.read(path, as_version=4))
+    assert broken in built_on and not built_on[broken], built_on
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +226,22 @@ def test_nbgrader_gives_the_solutions_full_marks_the_release_zero_and_a_mistake_
     feedback = (course / "feedback" / "mistake" / name / f"{name}.html").read_text()
     assert f"Score: {float(total - points[broken])} / {float(total)}" in feedback
     assert f"✗ {broken}" in feedback  # the learner reads the checker's verdict
+
+
+class _Config:
+    """A stand-in for nbgrader's configuration object: attributes on demand."""
+
+    def __getattr__(self, name):
+        value = _Config()
+        setattr(self, name, value)
+        return value
+
+
+def test_the_course_configuration_names_the_course_and_the_grading_timeout(tmp_path):
+    solution = sorted(student.SOLUTIONS.glob("*.ipynb"))[0]
+    assert release.write_source(tmp_path, [solution]) == [solution.stem]
+    config = _Config()
+    exec((tmp_path / "nbgrader_config.py").read_text(), {"get_config": lambda: config})  # noqa: S102
+    assert config.CourseDirectory.course_id == release.COURSE_ID
+    assert config.Execute.timeout == 300
+    assert (tmp_path / "source" / solution.stem / solution.name).is_file()

@@ -251,13 +251,90 @@ def test_the_command_line_builds_the_decks_it_is_given(tmp_path, capsys):
     assert "1 decks in" in capsys.readouterr().out
 
 
-def test_live_widgets_leave_no_text_form_in_the_deck(decks):
-    text = decks[1].read_text()
-    assert "VBox(children=" not in text
-    assert "Explorer" in text  # the cell's code is still shown
-
-
 def test_a_missing_asset_package_is_explained(monkeypatch):
     monkeypatch.setattr(slides.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="classroom extra"):
         slides.asset_sources()
+
+
+def tagged_table(rows: int) -> nbformat.NotebookNode:
+    html = "<table>" + "<tr><td>ok</td></tr>" * rows + "</table>"
+    output = nbformat.v4.new_output("execute_result", data={"text/html": html},
+                                    execution_count=1)
+    return new_code("t", metadata={"tags": ["nbval-ignore-output"]}, outputs=[output])
+
+
+def test_a_table_of_exactly_the_limit_stays_on_the_slide_and_one_row_more_goes_to_the_notes():
+    cells = [new_markdown("## Verification"), tagged_table(slides.MAX_TABLE_ROWS),
+             new_markdown("## Next"), tagged_table(slides.MAX_TABLE_ROWS + 1)]
+    assert slides.slide_types(notebook(*cells)) == ["slide", "-", "slide", "notes"]
+
+
+def lines(count: int) -> str:
+    return "\n".join(f"line {n}" for n in range(count))
+
+
+def test_a_slide_holds_exactly_its_lines_and_the_next_line_starts_a_subslide():
+    heading = new_markdown("## Section")  # one line
+    fills = new_markdown(lines(slides.LINES_PER_SLIDE - 1))
+    assert slides.slide_types(notebook(heading, fills)) == ["slide", "-"]
+    assert slides.slide_types(notebook(heading, fills, new_markdown("one more"))) == [
+        "slide", "-", "subslide"]
+
+
+def test_an_svg_figure_counts_as_tall_as_a_png_one():
+    figure = nbformat.v4.new_output("display_data", data={"image/svg+xml": "<svg></svg>",
+                                                          "text/plain": "<Figure>"})
+    assert slides.estimated_lines(new_code("plot()", outputs=[figure])) == (
+        1 + slides.LINES_PER_FIGURE)
+
+
+def widget_output(model_id: str, text: str) -> nbformat.NotebookNode:
+    view = {"model_id": model_id, "version_major": 2, "version_minor": 0}
+    return nbformat.v4.new_output("display_data",
+                                  data={slides.WIDGET_VIEW: view, "text/plain": text})
+
+
+# a widget whose state the notebook keeps (nbconvert would render its view) and one whose state
+# it lacks (nbconvert would show its text form)
+KEPT = widget_output("abc123", "VBox(children=(Dropdown(),))")
+LOST = widget_output("zzz999", "HBox(children=(Button(),))")
+FIGURE_OUTPUT = nbformat.v4.new_output("display_data", data={"text/plain": "<the figure>"})
+STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def widget_notebook() -> nbformat.NotebookNode:
+    made = notebook(new_markdown("# Explorer"),
+                    new_code("explorer()", outputs=[KEPT, LOST, FIGURE_OUTPUT]))
+    made.metadata["widgets"] = {STATE: {"state": {"abc123": {"model_name": "VBoxModel"}},
+                                        "version_major": 2, "version_minor": 0}}
+    return made
+
+
+def test_a_static_copy_drops_live_widget_views_and_their_state_and_keeps_the_rest():
+    original = widget_notebook()
+    static = slides.without_widget_views(original)
+    assert static.cells[1].outputs == [FIGURE_OUTPUT]
+    assert "widgets" not in static.metadata
+    assert len(original.cells[1].outputs) == 3 and "widgets" in original.metadata  # a copy
+
+
+def test_a_deck_holds_no_widget_view_of_a_live_widget(tmp_path):
+    path = tmp_path / "99_explorer.ipynb"
+    nbformat.write(widget_notebook(), path)
+    html = slides.build_deck(path, tmp_path).read_text()
+    assert "abc123" not in html and slides.WIDGET_VIEW not in html
+    assert "children=" not in html
+    assert "&lt;the figure&gt;" in html  # the outputs beside the widget stay
+
+
+def test_check_leaves_a_stale_notebook_as_it_is(tmp_path, capsys):
+    stored = slides.NOTEBOOKS / "01_mse_loss.ipynb"
+    changed = nbformat.read(stored, as_version=4)
+    changed.cells[2].metadata.slideshow.slide_type = "fragment"
+    chapter = tmp_path / stored.name
+    nbformat.write(changed, chapter)
+    before = chapter.read_text()
+    assert slides.main(["--check", str(chapter)]) == 1
+    assert chapter.read_text() == before
+    assert slides.main(["--check", str(chapter)]) == 1  # still out of date

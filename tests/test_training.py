@@ -1,14 +1,17 @@
 """The training loop, checkpoints, the digits task of chapter 06 and its precomputed runs."""
 
+import importlib.util
 import math
+import sys
+import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import helpers.training as T
 from helpers import optim as helpers_optim
 from helpers import schedules
-from helpers import training as T
 from helpers.data import digits
 
 
@@ -528,3 +531,46 @@ def test_cached_computes_once_then_reads_back_and_recomputes_on_another_argument
     assert [int(n) for n in calls] == [4, 5] and len(list(tmp_path.glob("*squares-*.pkl"))) == 1
     assert T.fingerprint(squares, torch.ones(3)) != T.fingerprint(squares, torch.ones(3).double())
     assert T.fingerprint(squares, torch.ones(3)) == T.fingerprint(squares, torch.ones(3))
+
+
+def _scaled(n, *, scale=1):
+    return n * scale
+
+
+def test_the_fingerprint_depends_on_keyword_arguments_too(tmp_path):
+    assert T.fingerprint(_scaled, 3, scale=2) != T.fingerprint(_scaled, 3, scale=5)
+    assert T.cached(_scaled, 3, scale=2, cache_dir=tmp_path) == 6
+    assert T.cached(_scaled, 3, scale=5, cache_dir=tmp_path) == 15
+
+
+def _defined(folder, source: str):
+    """The function `twice` of a module named `cell`, loaded from `source` written in `folder`:
+    the same name each time, as a notebook cell run again after an edit."""
+    path = folder / "cell.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("cell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.twice
+
+
+def test_the_fingerprint_depends_on_the_function_s_source(tmp_path):
+    """The same function name with another body computes afresh."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = _defined(tmp_path / "old", "def twice(x):\n    return 2 * x\n")
+    new = _defined(tmp_path / "new", "def twice(x):\n    return x + x + 1\n")
+    assert (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
+    assert T.fingerprint(old, 1) != T.fingerprint(new, 1)
+
+
+def test_the_fingerprint_depends_on_the_source_of_the_helpers_modules_imported(tmp_path,
+                                                                               monkeypatch):
+    module_file = tmp_path / "probe.py"
+    module_file.write_text("VALUE = 1\n")
+    probe = types.ModuleType("helpers._fingerprint_probe")
+    probe.__file__ = str(module_file)
+    monkeypatch.setitem(sys.modules, probe.__name__, probe)
+    before = T.fingerprint(_scaled, 1)
+    module_file.write_text("VALUE = 2\n")
+    assert T.fingerprint(_scaled, 1) != before
