@@ -182,15 +182,19 @@ def test_verdicts_and_the_score_are_shown_as_display_data_not_as_a_result():
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
-    published = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(shell.display_pub, "publish",
-                      lambda data, metadata=None, **kwargs: published.append(data))
-        shell.displayhook(E.passed("x"))
-        shell.displayhook(score_summary(MODULE))
-    assert published[0]["text/plain"] == "✓ x: passed"
-    assert published[1]["text/plain"].startswith("Score: ")
-    assert shell.user_ns.get("_") is not E.passed("x")
+    try:
+        published = []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(shell.display_pub, "publish",
+                          lambda data, metadata=None, **kwargs: published.append(data))
+            # no result to show (an execute_result): the display itself is published
+            assert shell.display_formatter.format(E.passed("x")) == ({}, {})
+            assert shell.display_formatter.format(score_summary(MODULE)) == ({}, {})
+        assert published[0]["text/plain"] == "✓ x: passed"
+        assert "<p style=" in published[0]["text/html"]
+        assert published[1]["text/plain"].startswith("Score: ")
+    finally:  # the next test that needs a shell starts from none
+        InteractiveShell.clear_instance()
 
 
 # --------------------------------------------------------------------------------------------
