@@ -7,7 +7,7 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard exercises/solutions/*.ipyn
 # JupyterLab refuses to run as root unless told; add the flag only when needed.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab explore test test-browser lint unit nbval portability notebooks exercises verify slides release clean
+.PHONY: lab explore test test-browser lint unit nbval portability notebooks exercises verify slides release site clean
 
 # Tests and stored outputs run torch single-threaded: the results do not depend on the number
 # of cores, and parallel test workers (each with a kernel) do not oversubscribe the CPU.
@@ -16,7 +16,7 @@ test test-browser unit nbval notebooks: export OMP_NUM_THREADS = 1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,classroom]'
+	$(BIN)/python -m pip install --quiet -e '.[test,classroom,site]'
 	touch $(STAMP)
 
 # No news and no update check: the course runs offline. The server fetches nothing
@@ -74,6 +74,7 @@ notebooks: $(STAMP)
 		--ExecutePreprocessor.kernel_name=python3 \
 		--ExecutePreprocessor.record_timing=False \
 		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+	$(BIN)/python -m helpers.site --links
 	$(BIN)/python -m helpers.exercises.student
 	$(BIN)/python -m helpers.slides
 
@@ -92,6 +93,12 @@ slides: $(STAMP)
 # solution notebooks; the students' copies (no solutions, no hidden tests) are in its release/
 release: $(STAMP)
 	$(BIN)/python -m helpers.exercises.release build/classroom
+
+# the course as a static website in build/site/ (open build/site/index.html): every chapter,
+# exercise notebook and solution with its stored outputs, math, search; built offline, nothing
+# executed (helpers/site.py, docs/site/conf.py)
+site: $(STAMP)
+	$(BIN)/python -m helpers.site --build build/site
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,8 @@ The solution notebooks in exercises/solutions/ are the single source of truth. I
 the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become ``raise NotImplementedError``
 (nbgrader's convention) at the same indentation, and the hidden tests of graded assignments
 (``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS``) are removed; outputs and execution counts
-are cleared. (`make release` builds the graded version: helpers/exercises/release.py.)
+are cleared, and the first cell's run line opens the student notebook (helpers/site.py).
+(`make release` builds the graded version: helpers/exercises/release.py.)
 
     python -m helpers.exercises.student          # rewrite every student notebook
     python -m helpers.exercises.student --check  # exit 1 if any is out of date
@@ -84,8 +85,11 @@ def student_path(solution_path: Path) -> Path:
 
 
 def render(solution_path: Path) -> str:
+    from helpers.site import with_run_line
+
     notebook = student_notebook(nbformat.read(solution_path, as_version=4))
-    return nbformat.writes(notebook) + "\n"
+    relative = student_path(solution_path).relative_to(ROOT).as_posix()
+    return nbformat.writes(with_run_line(notebook, relative)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
