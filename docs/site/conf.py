@@ -52,4 +52,7 @@ html_theme_options = {
     "use_download_button": False,
     "launch_buttons": {"binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
     "show_toc_level": 2,
+    # pydata-sphinx-theme 0.20 adds a second search field in a bar above the page; the Book
+    # Theme has its own, in the sidebar
+    "navbar_persistent": [],
 }
