@@ -1,6 +1,7 @@
 """helpers/site.py without building the site: the run lines and the static fallback of a live
 widget (the built site is tested in tests/browser/test_site.py)."""
 
+import runpy
 import shutil
 
 import nbformat
@@ -65,6 +66,12 @@ def test_a_repository_that_is_not_on_github_is_refused(monkeypatch):
         site.binder_url("notebooks/01_x.ipynb")
 
 
+def test_the_binder_address_names_the_owner_then_the_repository_and_opens_jupyterlab(monkeypatch):
+    monkeypatch.setattr(site, "repository_url", lambda: "https://github.com/owner/name")
+    assert site.binder_url("notebooks/01_x.ipynb") == (
+        "https://mybinder.org/v2/gh/owner/name/main?urlpath=lab/tree/notebooks/01_x.ipynb")
+
+
 def test_every_notebook_has_its_own_up_to_date_run_line():
     stale = site.stale_run_lines(site.course_notebooks(), write=False)
     assert not stale, f"run `python -m helpers.site --links` (and make exercises): {stale}"
@@ -83,7 +90,10 @@ def test_a_missing_or_stale_run_line_is_found_and_written(tmp_path, monkeypatch)
     assert site.stale_run_lines([path], write=False) == []
     assert site.main(["--links", "--check"]) == 0
     path.write_text(path.read_text().replace("01_x.ipynb", "01_old.ipynb"))
+    stale = path.read_text()
     assert site.main(["--links", "--check"]) == 1
+    assert path.read_text() == stale, "--check wrote the notebook"
+    assert site.main(["--links"]) == 0 and site.main(["--links", "--check"]) == 0
 
 
 def test_the_student_notebook_runs_itself_not_the_solution():
@@ -167,6 +177,13 @@ def test_a_comparison_in_a_description_is_not_followed_by_another_sign():
     assert site.setting(model("HTMLModel", {"value": "x"}), {}) is None
 
 
+def test_the_settings_in_the_note_are_escaped():
+    state = explorer_state()
+    state["lr"]["state"]["description"] = "lr <"
+    static = site.without_live_widgets(notebook(widget_cell(), widgets=state), "RUN")
+    assert "(lr &lt; 0.05623, optimizer = Adam)" in static.cells[0].outputs[0]["data"]["text/html"]
+
+
 def test_every_live_widget_of_the_course_has_a_static_fallback():
     shown = 0
     for path in site.course_notebooks():
@@ -176,3 +193,8 @@ def test_every_live_widget_of_the_course_has_a_static_fallback():
         shown += sum("course-widget-note" in o.get("data", {}).get("text/html", "")
                      for o in outputs)
     assert shown == 6, "chapters 03, 04, 05, 06, 07 and 09 each have one explorer"
+
+
+def test_the_site_loads_no_widget_manager_even_for_a_widget_state_left_behind():
+    conf = runpy.run_path(str(site.CONF_DIR / "conf.py"))
+    assert conf.get("nb_ipywidgets_js") == {}, "myst-nb would load one from a CDN"

@@ -1,6 +1,6 @@
-"""The website (make site): built with the network cut, in time, every page there, nothing
-loaded from another host; then read in Chromium: the home page, a chapter with its math typeset
-and its figures drawn, search, and a live widget's static fallback."""
+"""The website (make site): built with the network cut, in time, without a warning, every page
+there, nothing loaded from another host; then read in Chromium: the home page, a chapter with its
+math typeset and its figures drawn, search, and a live widget's static fallback."""
 
 import re
 import subprocess
@@ -43,7 +43,8 @@ def built(tmp_path_factory):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, f"the site did not build:\n{done.stdout}\n{done.stderr}"
-    return {"site": target, "seconds": seconds, "offline": offline, "log": done.stdout}
+    return {"site": target, "seconds": seconds, "offline": offline, "log": done.stdout,
+            "warnings": done.stderr}
 
 
 def test_the_site_builds_offline_within_its_time_budget(built):
@@ -52,6 +53,10 @@ def test_the_site_builds_offline_within_its_time_budget(built):
                     "(run the tests as root, as CI does, to cut it)")
     assert built["seconds"] < BUILD_SECONDS, f"took {built['seconds']:.0f} s"
     assert "website:" in built["log"]
+
+
+def test_the_build_warns_of_nothing(built):
+    assert not built["warnings"].strip(), built["warnings"]
 
 
 def pages(root: Path) -> list[Path]:
@@ -125,6 +130,15 @@ def test_each_notebook_page_says_how_to_run_that_notebook(built):
         assert "VBox(children" not in text_of(page), f"{relative} shows a widget's text form"
 
 
+def test_a_solution_page_is_titled_as_the_solution_of_its_exercises(built):
+    for path in sorted((ROOT / "exercises" / "solutions").glob("*.ipynb")):
+        number = path.stem[:2]
+        solution = built["site"] / "exercises" / "solutions" / f"{path.stem}.html"
+        exercise = built["site"] / "exercises" / f"{path.stem}.html"
+        assert re.search(rf"<title>Solutions {number} · ", solution.read_text()), path.name
+        assert re.search(rf"<title>Exercises {number} · ", exercise.read_text()), path.name
+
+
 @pytest.fixture(scope="module")
 def page(browser, built):
     """A page of the site in Chromium, recording every request it makes."""
@@ -178,8 +192,9 @@ def test_a_chapter_has_its_math_typeset_and_its_figures_drawn(page, built):
     note = page.locator(".course-widget-note")
     assert note.count() == 1 and "A live explorer" in note.inner_text()
     assert "mybinder.org" in note.locator("a").get_attribute("href")
-    launch = page.locator("a[href*='mybinder.org']").first.get_attribute("href")
-    assert "notebooks/04_sgd_and_momentum.ipynb" in launch
+    launch = page.locator(".dropdown-launch-buttons a[href*='mybinder.org']")
+    assert launch.count() == 1, "no Binder launch button"
+    assert launch.get_attribute("href") == site.binder_url("notebooks/04_sgd_and_momentum.ipynb")
     outside = [url for url in page.requests if not url.startswith(("file:", "data:", "about:"))]
     assert not outside, outside
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
