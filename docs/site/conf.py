@@ -39,7 +39,7 @@ mathjax2_config = {
 }
 
 html_theme = "sphinx_book_theme"
-html_title = "PyTorch models, evaluated and optimized from scratch"
+html_title = project
 html_copy_source = False
 html_show_sourcelink = False
 html_static_path = ["_static"]
