@@ -62,14 +62,22 @@ def binder_url(relative: str, branch: str = "main") -> str:
     return f"{BINDER}/{owner}/{name}/{branch}?urlpath=lab/tree/{relative}"
 
 
+def local_command(relative: str) -> str:
+    """The command that opens the notebook at `relative` in JupyterLab, run in the course's
+    folder (given the notebook's path instead, JupyterLab would serve that notebook's folder
+    alone, and the links to other folders would not open)."""
+    return f'jupyter lab "--LabApp.default_url=/lab/tree/{relative}"'
+
+
 def run_line(relative: str) -> str:
     """The markdown line that says how to run the notebook at `relative` (a path from the
     course's root, e.g. ``notebooks/03_gradient_descent.ipynb``)."""
     kind = KINDS[Path(relative).parent.name]
-    readme = "../" * relative.count("/") + "README.md"
+    readme = "../" * relative.count("/") + "README.md#set-up-without-make"
     return (f"{RUN_MARK} {kind}:** [on Binder]({binder_url(relative)}) (in the browser, nothing "
-            f"to install; the first start takes a few minutes), or on your machine with "
-            f"`jupyter lab {relative}` in the course's environment ([set-up]({readme})).")
+            f"to install; the first start takes a few minutes), or on your machine, in the "
+            f"course's folder with its environment active ([set-up]({readme})): "
+            f"`{local_command(relative)}`")
 
 
 def with_run_line(notebook: nbformat.NotebookNode, relative: str) -> nbformat.NotebookNode:

@@ -1,5 +1,5 @@
 """helpers/site.py without building the site: the run lines and the static fallback of a live
-widget (the built site is tested in tests/browser/test_site.py)."""
+widget (the built site is tested in tests/browser/test_site_in_browser.py)."""
 
 import runpy
 import shutil
@@ -36,8 +36,8 @@ def test_the_run_line_opens_that_notebook_on_binder_and_names_the_local_command(
     owner_and_name = site.repository_url().removeprefix("https://github.com/")
     assert line.startswith(f"▶ **Run this {kind}:**")
     assert f"(https://mybinder.org/v2/gh/{owner_and_name}/main?urlpath=lab/tree/{relative})" in line
-    assert f"`jupyter lab {relative}`" in line
-    assert f"]({readme})" in line
+    assert f'`jupyter lab "--LabApp.default_url=/lab/tree/{relative}"`' in line
+    assert f"]({readme}#set-up-without-make)" in line
 
 
 def test_the_run_line_goes_under_the_title_once_and_replaces_an_old_one():

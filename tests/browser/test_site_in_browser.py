@@ -2,6 +2,7 @@
 there, nothing loaded from another host; then read in Chromium: the home page, a chapter with its
 math typeset and its figures drawn, search, and a live widget's static fallback."""
 
+import html
 import re
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def pages(root: Path) -> list[Path]:
 
 def text_of(page: Path) -> str:
     """A page's text without its tags (Sphinx splits inline code into one tag per word)."""
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page.read_text()))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page.read_text())))
 
 
 def test_every_chapter_exercise_solution_and_the_guide_is_a_page(built):
@@ -75,6 +76,8 @@ def test_every_chapter_exercise_solution_and_the_guide_is_a_page(built):
                 for p in site.course_notebooks()}
     expected |= {"README.html", "docs/teaching.html", "search.html", "index.html"}
     assert expected <= found, sorted(expected - found)
+    sources = built["site"] / "_sources"
+    assert not sources.exists() or not any(sources.iterdir()), "a copy of every source"
     assert len(expected) == 38
 
 
@@ -126,7 +129,7 @@ def test_each_notebook_page_says_how_to_run_that_notebook(built):
         relative = path.relative_to(ROOT).as_posix()
         page = built["site"] / Path(relative).with_suffix(".html")
         assert site.binder_url(relative).replace("&", "&amp;") in page.read_text(), relative
-        assert f"jupyter lab {relative}" in text_of(page), relative
+        assert site.local_command(relative) in text_of(page), relative
         assert "VBox(children" not in text_of(page), f"{relative} shows a widget's text form"
 
 
