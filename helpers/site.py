@@ -220,7 +220,8 @@ def mathjax_folder() -> Path:
     """MathJax 2.7 as jupyter-server-mathjax ships it."""
     from helpers.slides import package_folder
 
-    return package_folder("jupyter_server_mathjax", "static")
+    return package_folder("jupyter_server_mathjax", "static", needed_by="the website's pages",
+                          extra="site")
 
 
 def toctree(caption: str, documents: list[str]) -> str:
@@ -251,7 +252,6 @@ def stage(source: Path) -> Path:
         nbformat.write(notebook, source / relative)
     (source / "docs").mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "docs" / "teaching.md", source / "docs" / "teaching.md")
-    shutil.copy2(ROOT / "LICENSE", source / "LICENSE")
     readme = (ROOT / "README.md").read_text()
     readme += toctree("Chapters", documents("notebooks/*.ipynb"))
     readme += toctree("Exercises", documents("exercises/*.ipynb"))

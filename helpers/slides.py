@@ -245,13 +245,14 @@ DECK_TEMPLATE = """\
 """
 
 
-def package_folder(package: str, *parts: str) -> Path:
+def package_folder(package: str, *parts: str, needed_by: str = "the slide decks",
+                   extra: str = "classroom") -> Path:
     """A folder shipped inside an installed Python package; a clear error when it is missing."""
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError(
-            f"the slide decks need the package {package!r}: install the course with its "
-            f"classroom extra (pip install -e '.[classroom]')")
+            f"{needed_by} need the package {package!r}: install the course with its "
+            f"{extra} extra (pip install -e '.[{extra}]')")
     folder = Path(spec.origin).parent.joinpath(*parts)
     if not folder.is_dir():
         raise FileNotFoundError(f"expected {folder} inside the installed package {package!r}")

@@ -198,3 +198,14 @@ def test_every_live_widget_of_the_course_has_a_static_fallback():
 def test_the_site_loads_no_widget_manager_even_for_a_widget_state_left_behind():
     conf = runpy.run_path(str(site.CONF_DIR / "conf.py"))
     assert conf.get("nb_ipywidgets_js") == {}, "myst-nb would load one from a CDN"
+
+
+def test_without_mathjax_installed_the_build_says_which_extra_brings_it(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match=r"the website's pages need the package "
+                                                  r"'jupyter_server_mathjax': install the course "
+                                                  r"with its site extra \(pip install -e "
+                                                  r"'\.\[site\]'\)"):
+        site.mathjax_folder()

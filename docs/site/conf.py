@@ -20,6 +20,8 @@ exclude_patterns = [".doctrees", "_build", "**.ipynb_checkpoints"]
 
 # the notebooks are shown as stored: executed by `make notebooks`, checked by `make test`
 nb_execution_mode = "off"
+# consecutive prints of a cell shown as one block, as in JupyterLab
+nb_merge_streams = True
 # live widgets are replaced by their static fallback when staged: no widget manager, which
 # would come from a CDN
 nb_ipywidgets_js = {}
