@@ -30,6 +30,11 @@ PASSED, NOT_IMPLEMENTED, WRONG = "passed", "not implemented", "wrong"
 _SYMBOLS = {PASSED: "✓", NOT_IMPLEMENTED: "…", WRONG: "✗"}
 
 
+class Forbidden(Exception):
+    """Raised after the learner's function returns when it called something its task forbids
+    (helpers.exercises.grading watches the calls); its message is the verdict."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of one checker: a status and a message for the learner."""
@@ -42,8 +47,13 @@ class Verdict:
     def passed(self) -> bool:
         return self.status == PASSED
 
+    @property
+    def symbol(self) -> str:
+        """✓ passed, … not implemented yet, ✗ wrong."""
+        return _SYMBOLS[self.status]
+
     def __str__(self) -> str:
-        return f"{_SYMBOLS[self.status]} {self.task}: {self.message}"
+        return f"{self.symbol} {self.task}: {self.message}"
 
     def __repr__(self) -> str:
         return str(self)
@@ -431,6 +441,8 @@ def check_function(task: str, learner: Callable, reference: Callable, cases: Seq
             got = learner(*_fresh(case))
         except NotImplementedError:
             return not_implemented(task)
+        except Forbidden as error:  # the call it made is the verdict, whatever the case
+            return wrong(task, str(error))
         except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
             told = None
             if explain is not None:
@@ -475,6 +487,8 @@ def check_answer(task: str, learner: Callable[[], object], expected,
         got = learner()
     except NotImplementedError:
         return not_implemented(task)
+    except Forbidden as error:
+        return wrong(task, str(error))
     except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
         return wrong(task, f"your function raised {type(error).__name__}: {error}")
     if got is None:

@@ -38,13 +38,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import helpers.exercises as exercises
-from helpers.exercises import NOT_IMPLEMENTED, PASSED, Verdict, show_as_display_data, wrong
+from helpers.exercises import (
+    NOT_IMPLEMENTED,
+    PASSED,
+    Forbidden,
+    Verdict,
+    show_as_display_data,
+    wrong,
+)
 
 COURSE_PACKAGE, CHECKERS_PACKAGE = "helpers", "helpers.exercises"
-
-
-class Forbidden(Exception):
-    """Raised after the learner's function returns when it called something it must not."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,8 +189,9 @@ _LATEST: dict[tuple[str, str], Verdict] = {}  # (module, checker) -> the latest 
 def task(points: int = 1, forbid: Sequence[str] = ()) -> Callable:
     """Declare a checker: its task is worth `points` and forbids calls into `forbid`.
 
-    The checker is called with the learner's function watched (`guarded`); a forbidden call
-    becomes its verdict, and the verdict is kept for `score_summary`.
+    The checker is called with the learner's function watched (`guarded`): a forbidden call
+    raises `Forbidden`, which the shared checking code (`check_function`, `check_answer`) turns
+    into the verdict. The verdict is kept for `score_summary`.
     """
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
         raise ValueError(f"expected a positive whole number of points, but got {points!r}")
@@ -200,10 +204,6 @@ def task(points: int = 1, forbid: Sequence[str] = ()) -> Callable:
         @functools.wraps(check)
         def checker(learner) -> Verdict:
             verdict = check(guarded(learner, forbid))
-            forbidden = f"your function raised {Forbidden.__name__}: "
-            if verdict.message.startswith(forbidden):
-                verdict = wrong(verdict.task, verdict.message.removeprefix(forbidden).split(
-                    " (on input")[0])
             _LATEST[module, name] = verdict
             return verdict
 
@@ -241,7 +241,7 @@ class ScoreSummary:
             elif verdict.status == NOT_IMPLEMENTED:
                 status = "… not implemented yet"
             else:
-                status = str(verdict).split(": ", 1)[0][0] + " " + verdict.message
+                status = f"{verdict.symbol} {verdict.message}"
             yield label, f"{won}/{t.points}", status
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ from helpers import optim
 from helpers.exercises import (
     Diagnosis,
     Disguised,
+    Forbidden,
     Sealed,
     Verdict,
     as_number,
@@ -36,7 +37,7 @@ from helpers.exercises import (
     wrong,
 )
 from helpers.exercises.gradient_descent import AUTOGRAD, BUILT_IN_OPTIMIZERS
-from helpers.exercises.grading import Forbidden, task
+from helpers.exercises.grading import task
 
 _TENSOR_OPERATIONS_ONLY = BUILT_IN_OPTIMIZERS + AUTOGRAD  # "not torch.optim or autograd"
 
@@ -273,7 +274,7 @@ def check_steps(task: str, learner, reference: Callable, cases: Sequence[StepCas
         except _BadReturn as problem:
             return wrong(task, f"{problem} {on}")
         except Forbidden as error:  # the call it made is the verdict, whatever the case
-            return wrong(task, f"your function raised {Forbidden.__name__}: {error}")
+            return wrong(task, str(error))
         except Exception as error:  # noqa: BLE001 - the learner's bug becomes a verdict
             return wrong(task, f"your function raised {type(error).__name__}: {error} {on}"
                                f"{_truth_value_hint(error, state_name)}")
