@@ -32,9 +32,11 @@ from pathlib import Path
 
 import nbformat
 
+from helpers.slides import WIDGET_VIEW, package_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "docs" / "site"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+BRANCH = "main"  # the branch Binder builds and the site's repository links point to
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 BINDER = "https://mybinder.org/v2/gh"
 RUN_MARK = "▶ **Run this"
@@ -51,7 +53,7 @@ def repository_url() -> str:
     return project["urls"]["Repository"].rstrip("/")
 
 
-def binder_url(relative: str, branch: str = "main") -> str:
+def binder_url(relative: str, branch: str = BRANCH) -> str:
     """Binder's address that builds the course's environment (environment.yml) and opens the
     notebook at `relative` (a path from the course's root) in JupyterLab."""
     match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+)", repository_url())
@@ -218,8 +220,6 @@ def without_live_widgets(notebook: nbformat.NotebookNode, run: str) -> nbformat.
 
 def mathjax_folder() -> Path:
     """MathJax 2.7 as jupyter-server-mathjax ships it."""
-    from helpers.slides import package_folder
-
     return package_folder("jupyter_server_mathjax", "static", needed_by="the website's pages",
                           extra="site")
 
@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="with --links: only report notebooks whose run line is out of date")
     args = parser.parse_args(argv)
+    if args.check and not args.links:
+        parser.error("--check goes with --links")
     if args.build:
         started = time.perf_counter()
         site = build(args.build)

@@ -209,3 +209,9 @@ def test_without_mathjax_installed_the_build_says_which_extra_brings_it(monkeypa
                                                   r"with its site extra \(pip install -e "
                                                   r"'\.\[site\]'\)"):
         site.mathjax_folder()
+
+
+def test_check_without_links_is_refused_rather_than_ignored(capsys):
+    with pytest.raises(SystemExit):
+        site.main(["--build", "unused", "--check"])
+    assert "--check goes with --links" in capsys.readouterr().err

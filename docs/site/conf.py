@@ -4,11 +4,7 @@ The sources are the executed notebooks, staged by helpers/site.py in the course'
 nothing is executed and nothing is fetched at build time.
 """
 
-import tomllib
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-_project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+from helpers.site import BRANCH, repository_url
 
 project = "Evaluating and optimizing PyTorch models, from scratch"
 author = "The authors of the course"
@@ -33,7 +29,8 @@ suppress_warnings = ["mystnb.unknown_mime_type"]
 # tracebacks of the cells that raise on purpose: ANSI colours, no Python lexing (which trips on ✗)
 nb_render_error_lexer = "myst-ansi"
 
-# MathJax 2.7 from the installed jupyter-server-mathjax, copied into _static (staged)
+# MathJax 2.7 from the installed jupyter-server-mathjax, copied into the site's _static after the
+# build (helpers/site.py)
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
 mathjax2_config = {
     "HTML-CSS": {"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web", "scale": 90,
@@ -47,8 +44,8 @@ html_show_sourcelink = False
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
 html_theme_options = {
-    "repository_url": _project["urls"]["Repository"],
-    "repository_branch": "main",
+    "repository_url": repository_url(),
+    "repository_branch": BRANCH,
     "path_to_docs": "",
     "use_repository_button": True,
     "use_download_button": False,
